@@ -7,7 +7,7 @@ SHARED ?= ../shared
 OUT ?= out
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format bench accuracy run compile submit-pipeline schedule images image-test clean
+.PHONY: help install test test-fast lint format bench accuracy run compile submit-pipeline schedule golden images image-test clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -33,6 +33,119 @@ lint: ## Ruff (lint + format check), mypy, hadolint on the Dockerfile
 format: ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# ----------------------------------------------------------------------------- benchmarks
+.PHONY: bench-prepare
+bench: bench-prepare
+BENCH_MIN_IMAGES ?= 4000
+
+bench-prepare: ## prepare_dataset validation images/s vs a 1-core Pillow decode baseline (../shared original-size)
+	$(BIN)/python benchmarks/bench_prepare.py --source $(SHARED)/data/dogs-vs-cats/original-size --min-images $(BENCH_MIN_IMAGES)
+
+.PHONY: bench-scratch accuracy-scratch
+bench: bench-scratch
+accuracy: accuracy-scratch
+ACCURACY_SCRATCH_EPOCHS ?= 100
+
+bench-scratch: ## train_scratch: tf.data+augmentation images/s and one epoch vs the seed's ImageDataGenerator (2000 train images)
+	$(BIN)/python benchmarks/bench_scratch.py --source $(SHARED)/data/dogs-vs-cats/train-6000
+
+accuracy-scratch: ## train_scratch on the 1000/500/500 split of train-6000, test accuracy (ACCURACY_SCRATCH_EPOCHS=100; resumable)
+	$(BIN)/python benchmarks/accuracy_scratch.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --epochs $(ACCURACY_SCRATCH_EPOCHS)
+
+.PHONY: bench-evaluate
+bench: bench-evaluate
+
+bench-evaluate: ## evaluate/render/predict/promote on real photos: brief scratch training, timings and the report (~5 min)
+	nice -n 10 $(BIN)/python benchmarks/evaluate_real.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --originals $(SHARED)/data/dogs-vs-cats/original-size --output $(OUT)/evaluate-real
+
+.PHONY: bench-transfer accuracy-transfer
+bench: bench-transfer
+accuracy: accuracy-transfer
+ACCURACY_TRANSFER_EPOCHS ?= 30
+ACCURACY_FINE_TUNE_EPOCHS ?= 10
+TRANSFER_RUNS ?= vgg16:features,vgg16:frozen,vgg16:fine-tune,mobilenet_v2:features
+
+bench-transfer: ## train_transfer features mode vs the seed's frozen-VGG16 recipe: time to 95% val accuracy (seed extrapolated)
+	$(BIN)/python benchmarks/bench_transfer.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --weights $(SHARED)/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 --epochs $(ACCURACY_TRANSFER_EPOCHS)
+
+accuracy-transfer: ## train_transfer test accuracy per mode + MobileNetV2 features (TRANSFER_RUNS=, ACCURACY_TRANSFER_EPOCHS=30; resumable)
+	$(BIN)/python benchmarks/accuracy_transfer.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --runs $(TRANSFER_RUNS) --epochs $(ACCURACY_TRANSFER_EPOCHS) --fine-tune-epochs $(ACCURACY_FINE_TUNE_EPOCHS) --vgg16-weights $(SHARED)/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 --mobilenet-v2-weights $(SHARED)/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
+
+# ----------------------------------------------------------------------------- images
+# The image reference has one source: DEFAULT_IMAGE in components/common/config.py
+# (registry/name:tag). REGISTRY and TAG override its parts; the pipeline compiles against the result
+# when CATSDOGS_IMAGE is set to it.
+IMAGE_DEFAULT = $(shell python3 -c "import runpy; print(runpy.run_path('components/common/config.py')['DEFAULT_IMAGE'])")
+REGISTRY ?= $(patsubst %/,%,$(dir $(IMAGE_DEFAULT)))
+IMAGE_NAME ?= $(firstword $(subst :, ,$(notdir $(IMAGE_DEFAULT))))
+TAG ?= $(lastword $(subst :, ,$(notdir $(IMAGE_DEFAULT))))
+IMAGE = $(REGISTRY)/$(IMAGE_NAME):$(TAG)
+ENGINE ?= $(shell command -v podman >/dev/null && echo podman || echo docker)
+WEIGHTS_DIR ?=
+CA_BUNDLE ?=
+comma := ,
+
+images: ## Build and push the GPU image (REGISTRY=, TAG=, ENGINE=docker|podman, WEIGHTS_DIR= when offline)
+	@case "$(TAG)" in ""|latest) echo "Error: TAG='$(TAG)'; use a version tag, never latest (e.g. TAG=0.1.1)."; exit 2;; esac
+	images/stage-context.sh build/image-context $(WEIGHTS_DIR)
+	$(ENGINE) build -f build/image-context/images/Dockerfile -t $(IMAGE) $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) build/image-context
+	$(ENGINE) push $(IMAGE)
+	@echo "Pushed $(IMAGE). Compile and run against it with: export CATSDOGS_IMAGE=$(IMAGE)"
+
+image-test: ## Build images/Dockerfile with podman here (local base, CPU TensorFlow) and run the CLI in it
+	SHARED=$(abspath $(SHARED)) images/image-test.sh all
+
+# ----------------------------------------------------------------------------- pipeline
+# `make run`: the whole pipeline on this machine (kfp.local) on 200 real photos from ../shared.
+SOURCE ?= $(SHARED)/data/dogs-vs-cats/train-6000
+TRAIN_PER_CLASS ?= 50
+VAL_PER_CLASS ?= 25
+TEST_PER_CLASS ?= 25
+SCRATCH_EPOCHS ?= 5
+TRANSFER_EPOCHS ?= 5
+TRAINERS ?= both
+VGG16_FILE := $(SHARED)/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
+WEIGHTS ?= $(if $(wildcard $(VGG16_FILE)),$(abspath $(VGG16_FILE)),imagenet)
+CHAMPION_URI ?=
+RUN_ARGS = --train-per-class $(TRAIN_PER_CLASS) --val-per-class $(VAL_PER_CLASS) \
+	--test-per-class $(TEST_PER_CLASS) --scratch-epochs $(SCRATCH_EPOCHS) \
+	--transfer-epochs $(TRANSFER_EPOCHS) --trainers $(TRAINERS) --champion-uri "$(CHAMPION_URI)"
+# Cluster: compile options, KFP endpoint (or KFP_HOST in the environment), schedule.
+PIPELINE_FILE ?= $(OUT)/pipeline.yaml
+ACCELERATOR_TYPE ?= nvidia.com/gpu
+ACCELERATOR_COUNT ?= 1
+NODE_SELECTOR ?=
+TOLERATION ?=
+EXPERIMENT ?= catsdogs
+CRON ?= 0 3 * * 1
+CLUSTER_ARGS = --package $(PIPELINE_FILE) --experiment $(EXPERIMENT) $(if $(KFP_HOST),--host $(KFP_HOST))
+# Cluster runs use the pipeline's own defaults (1000/500/500 per class, 100/30 epochs) for every
+# parameter not set on the command line or in the environment.
+given = $(if $(filter command line environment,$(origin $(1))),$(2) "$($(1))")
+CLUSTER_PARAMS = $(call given,TRAIN_PER_CLASS,--train-per-class) \
+	$(call given,VAL_PER_CLASS,--val-per-class) $(call given,TEST_PER_CLASS,--test-per-class) \
+	$(call given,SCRATCH_EPOCHS,--scratch-epochs) $(call given,TRANSFER_EPOCHS,--transfer-epochs) \
+	$(call given,TRAINERS,--trainers) $(call given,WEIGHTS,--weights) \
+	$(call given,CHAMPION_URI,--champion-uri) $(call given,CHECKPOINT_ROOT,--checkpoint-root)
+
+run: ## Run the whole pipeline locally with kfp.local (SOURCE=, TRAIN_PER_CLASS=, SCRATCH_EPOCHS=, ...)
+	nice -n 10 $(BIN)/catsdogs run --source "$(SOURCE)" --output $(OUT)/run $(RUN_ARGS) \
+		--weights "$(WEIGHTS)"
+
+compile: ## Compile the pipeline for a cluster (ACCELERATOR_TYPE=, ACCELERATOR_COUNT=, NODE_SELECTOR=k=v, TOLERATION=)
+	$(BIN)/catsdogs compile --output $(PIPELINE_FILE) --accelerator-type "$(ACCELERATOR_TYPE)" \
+		--accelerator-count $(ACCELERATOR_COUNT) $(if $(NODE_SELECTOR),--node-selector "$(NODE_SELECTOR)") \
+		$(if $(TOLERATION),--toleration "$(TOLERATION)")
+
+submit-pipeline: compile ## Upload the pipeline (new version if it exists) and start a run (SOURCE=gs://..., KFP_HOST=)
+	$(BIN)/catsdogs submit --source "$(SOURCE)" $(CLUSTER_ARGS) $(CLUSTER_PARAMS)
+
+schedule: compile ## Create a recurring run (CRON='0 3 * * 1', SOURCE=gs://..., KFP_HOST=)
+	$(BIN)/catsdogs schedule create --source "$(SOURCE)" --cron "$(CRON)" $(CLUSTER_ARGS) $(CLUSTER_PARAMS)
+
+golden: ## Regenerate tests/golden/pipeline.yaml after an intended pipeline change (review the diff)
+	$(BIN)/catsdogs compile --output tests/golden/pipeline.yaml
 
 clean: ## Remove build and run outputs
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache $(OUT)

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,10 +49,25 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = root / "data"
     data.mkdir()
     process = subprocess.Popen(
-        [str(_get_binary_path()), "-scheme", "http", "-backend", "filesystem",
-         "-filesystem-root", str(data), "-host", "127.0.0.1", "-port", str(port),
-         "-external-url", url, "-log-level", "error"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+            str(data),
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-log-level",
+            "error",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 20
     while True:
@@ -61,7 +77,9 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"fake-gcs-server did not start; see {root / 'server.log'}")
+                raise RuntimeError(
+                    f"fake-gcs-server did not start; see {root / 'server.log'}"
+                ) from None
             time.sleep(0.1)
     old = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = url
@@ -90,3 +108,85 @@ def bucket(gcs_server: str, request: pytest.FixtureRequest) -> str:
     name = name.strip("-") + f"-{time.monotonic_ns() % 10**8}"
     storage._client().create_bucket(name)
     return f"gs://{name}"
+
+
+def make_tiny_dataset(
+    output: Path | str,
+    per_class: int = 4,
+    size: int = 32,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    classes: tuple[str, ...] = ("cat", "dog"),
+    seed: int = 0,
+) -> str:
+    """Write a small prepared dataset (synthetic JPEGs, one shard per split, manifest last).
+
+    Cats are dark-ish with a bright square, dogs bright-ish with a dark circle, plus noise, so a
+    model can tell them apart a little. ``output`` may be a local folder or a gs:// prefix (shards
+    are written locally first and uploaded through the storage layer). Returns ``str(output)``.
+    """
+    import io
+    import tempfile
+
+    import numpy as np
+    from catsdogs.components.common import records, storage
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    manifest: dict = {
+        "classes": list(classes),
+        "splits": {},
+        "quarantined": [],
+        "seed": seed,
+        "source_fingerprint": "synthetic",
+    }
+    with tempfile.TemporaryDirectory(prefix="tiny-dataset-") as tmp:
+        for split in splits:
+            items = []
+            for label, name in enumerate(classes):
+                for index in range(per_class):
+                    base = 60 + 120 * label
+                    pixels = rng.normal(base, 30, (size, size, 3)).clip(0, 255).astype("uint8")
+                    image = Image.fromarray(pixels)
+                    draw = ImageDraw.Draw(image)
+                    a, b = sorted(rng.integers(0, size, 2).tolist())
+                    b = max(b, a + size // 4)
+                    if label == 0:
+                        draw.rectangle([a, a, b, b], fill=(240, 240, 240))
+                    else:
+                        draw.ellipse([a, a, b, b], fill=(10, 10, 10))
+                    buffer = io.BytesIO()
+                    image.save(buffer, format="JPEG", quality=90)
+                    items.append((buffer.getvalue(), label, f"{name}.{split}{index}.jpg"))
+            order = rng.permutation(len(items))
+            items = [items[i] for i in order]
+            file = records.shard_name(split, 0, 1)
+            entry = records.write_shard(Path(tmp, file), items)
+            storage.upload_file(Path(tmp, file), storage.join(str(output), file))
+            manifest["splits"][split] = {
+                "count": len(items),
+                "per_class": {name: per_class for name in classes},
+                "shards": [entry],
+            }
+        records.write_manifest(str(output), manifest)
+    return str(output)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Any:
+    """A factory: ``tiny_dataset(per_class=4, size=32, output=None, ...)`` -> dataset folder/URI.
+
+    Builds a prepared dataset (records.write_shard + write_manifest) of synthetic JPEGs with
+    ``per_class`` images of each class in each split, ``size`` x ``size`` pixels. ``output``
+    defaults to a fresh folder under ``tmp_path``; pass a ``gs://`` prefix (with the ``bucket``
+    fixture) for a dataset on the fake server.
+    """
+    counter = iter(range(1_000_000))
+
+    def factory(
+        per_class: int = 4, size: int = 32, output: str | Path | None = None, **kwargs
+    ) -> str:
+        if output is None:
+            output = tmp_path / f"dataset-{next(counter)}"
+        return make_tiny_dataset(output, per_class=per_class, size=size, **kwargs)
+
+    return factory

@@ -8,6 +8,8 @@ Everything configurable from the environment is read here, so a reader can see e
   in tests) with anonymous credentials.
 - ``GOOGLE_CLOUD_PROJECT``: the project for new storage clients (optional; buckets are global).
 - ``CATSDOGS_CACHE``: where downloaded sources and datasets are cached (default ``~/.cache/catsdogs``).
+- ``KFP_HOST``, ``KFP_NAMESPACE``, ``KFP_TOKEN``: the Kubeflow Pipelines endpoint, profile namespace
+  and bearer token for ``catsdogs submit`` / ``catsdogs schedule`` (options override them).
 """
 
 from __future__ import annotations
@@ -37,3 +39,20 @@ def gcp_project() -> str | None:
 def cache_dir() -> Path:
     """Where downloads and staged copies of remote data are kept."""
     return Path(os.environ.get("CATSDOGS_CACHE", Path.home() / ".cache" / "catsdogs"))
+
+
+# Kubeflow Pipelines client (pipelines/submit.py). kfp.Client itself also honours the standard
+# KF_PIPELINES_* variables (KF_PIPELINES_SA_TOKEN_PATH in a pod, KF_PIPELINES_UI_ENDPOINT, ...).
+def kfp_host() -> str | None:
+    """``KFP_HOST``: the KFP API endpoint, e.g. ``http://localhost:8080`` after a port-forward."""
+    return os.environ.get("KFP_HOST") or None
+
+
+def kfp_namespace() -> str | None:
+    """``KFP_NAMESPACE``: the Kubeflow profile namespace on a multi-user cluster."""
+    return os.environ.get("KFP_NAMESPACE") or None
+
+
+def kfp_token() -> str | None:
+    """``KFP_TOKEN``: a bearer token obtained outside (e.g. ``gcloud auth print-access-token``)."""
+    return os.environ.get("KFP_TOKEN") or None

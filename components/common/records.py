@@ -58,7 +58,9 @@ def load_manifest(dataset: str | Path) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads(storage.read_text(uri))
     except json.JSONDecodeError as error:
-        raise DatasetError(f"{uri} is not valid JSON ({error}). Run `catsdogs prepare` again.")
+        raise DatasetError(
+            f"{uri} is not valid JSON ({error}). Run `catsdogs prepare` again."
+        ) from error
     for key in ("classes", "splits"):
         if key not in manifest:
             raise DatasetError(f"{uri} has no {key!r} key. Run `catsdogs prepare` again.")
@@ -95,7 +97,9 @@ def local_dataset(
     manifest = load_manifest(dataset)
     for split in splits:
         if split not in manifest["splits"]:
-            raise DatasetError(f"{dataset} has no {split!r} split (has: {list(manifest['splits'])}).")
+            raise DatasetError(
+                f"{dataset} has no {split!r} split (has: {list(manifest['splits'])})."
+            )
     if not storage.is_gcs(dataset):
         verify_shards(Path(dataset), manifest, splits)
         yield Path(dataset), manifest
@@ -103,7 +107,9 @@ def local_dataset(
     with tempfile.TemporaryDirectory(prefix="catsdogs-data-") as tmp:
         for split in splits:
             for shard in manifest["splits"][split]["shards"]:
-                storage.download_file(storage.join(dataset, shard["file"]), Path(tmp, shard["file"]))
+                storage.download_file(
+                    storage.join(dataset, shard["file"]), Path(tmp, shard["file"])
+                )
         verify_shards(Path(tmp), manifest, splits)
         yield Path(tmp), manifest
 
@@ -186,4 +192,6 @@ def read_split(
 
 def write_manifest(output: str, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` (sorted keys, stable formatting) to a local folder or gs:// prefix."""
-    storage.write_text(storage.join(output, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
+    storage.write_text(
+        storage.join(output, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True)
+    )

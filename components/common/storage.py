@@ -79,9 +79,8 @@ def split_gcs(uri: str) -> tuple[str, str]:
 
 @functools.cache
 def _client() -> Any:
-    from google.cloud import storage
-
     from catsdogs.components.common import config
+    from google.cloud import storage
 
     return storage.Client(project=config.gcp_project())
 
@@ -332,10 +331,38 @@ def list_files(uri: str | os.PathLike[str]) -> list[str]:
     return sorted(names)
 
 
+def list_objects(uri: str | os.PathLike[str]) -> list[tuple[str, ObjectInfo]]:
+    """``(relative name, info)`` of every file below a folder or gs:// prefix, sorted by name.
+
+    One listing call for GCS (sizes and generations come with it); local files are stat'ed.
+    """
+    uri = str(uri)
+    if not is_gcs(uri):
+        return [(name, stat(join(uri, name))) for name in list_files(uri)]
+    bucket, name = split_gcs(uri)
+    prefix = name.rstrip("/") + "/" if name else ""
+    with _gcs_errors(uri, "list"):
+        found = [
+            (
+                blob.name[len(prefix) :],
+                ObjectInfo(f"gs://{bucket}/{blob.name}", int(blob.size), int(blob.generation)),
+            )
+            for blob in _client().list_blobs(bucket, prefix=prefix, retry=_retry())
+            if not blob.name.endswith("/")
+        ]
+        if not found and not _bucket_exists(bucket):
+            raise StorageError(
+                f"Could not list {uri}: bucket gs://{bucket} does not exist. Create it or fix the URI."
+            )
+    return sorted(found, key=lambda item: item[0])
+
+
 def _is_in_flight(relative: Path) -> bool:
     """Temporary files and staging folders of writes still in progress (never listed)."""
-    return relative.name.startswith(".") and ".tmp-" in relative.name or any(
-        part.startswith(".download-") for part in relative.parts
+    return (
+        relative.name.startswith(".")
+        and ".tmp-" in relative.name
+        or any(part.startswith(".download-") for part in relative.parts)
     )
 
 

@@ -1,0 +1,90 @@
+"""Validation throughput of prepare_dataset against a single-core Pillow full-decode baseline.
+
+Baseline: one process, ``Image.open`` + ``load()`` + ``convert("RGB")`` on every file.
+Ours: ``core.validate_all`` (header check, JPEG draft, full load, EXIF, RGB, downscale, JPEG
+re-encode) on one worker and on all cores; the 1-worker figure separates the per-image cost (ours
+also downscales and re-encodes, the baseline does not) from the parallel scaling. Goal: ours >= 0.8 x cores x baseline. The file list is repeated until
+there are at least --min-images images, so that timings are stable.
+
+    .venv/bin/python benchmarks/bench_prepare.py [--source DIR] [--min-images N] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from catsdogs.components.prepare_dataset import core
+from PIL import Image
+
+DEFAULT_SOURCE = (
+    Path(__file__).resolve().parents[1].parent / "shared/data/dogs-vs-cats/original-size"
+)
+
+
+def baseline(paths: list[str]) -> float:
+    """Images per second of a single-core full decode."""
+    started = time.perf_counter()
+    for path in paths:
+        with Image.open(path) as image:
+            image.load()
+            image.convert("RGB")
+    return len(paths) / (time.perf_counter() - started)
+
+
+def ours(paths: list[str], workers: int, max_side: int, encode: bool = True) -> tuple[float, int]:
+    """Images per second of our validation on ``workers`` processes, and how many were valid."""
+    with tempfile.TemporaryDirectory() as spool:
+        core.validate_all(paths[:8], Path(spool), max_side, 95, workers, False, encode)  # warm-up
+        started = time.perf_counter()
+        outcomes = core.validate_all(paths, Path(spool), max_side, 95, workers, False, encode)
+        seconds = time.perf_counter() - started
+    return len(paths) / seconds, sum(o.ok for o in outcomes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--min-images", type=int, default=4000)
+    parser.add_argument("--workers", type=int, default=0, help="0: all cores")
+    parser.add_argument("--max-side", type=int, default=core.PrepareConfig.max_side)
+    args = parser.parse_args()
+    if not args.source.is_dir():
+        print(
+            f"Error: {args.source} is not a folder; pass --source DIR of photos.", file=sys.stderr
+        )
+        return 2
+    files = sorted(str(p) for p in args.source.iterdir() if p.suffix.lower() in core.IMAGE_SUFFIXES)
+    if not files:
+        print(f"Error: no images under {args.source}.", file=sys.stderr)
+        return 2
+    paths = files * max(1, -(-args.min_images // len(files)))
+    cores = core._workers(args.workers)
+    base = baseline(paths)
+    checks, valid = ours(paths, args.workers, args.max_side, encode=False)
+    single, _ = ours(paths, 1, args.max_side)
+    full, _ = ours(paths, args.workers, args.max_side)
+    goal = 0.8 * cores
+    rows = [
+        ("baseline: 1 core, Pillow open + load + convert RGB", base),
+        (f"validation (checks + draft decode + EXIF + RGB), {cores} workers", checks),
+        ("validation + downscale + JPEG re-encode, 1 worker", single),
+        (f"validation + downscale + JPEG re-encode, {cores} workers", full),
+    ]
+    print(f"files: {len(files)} distinct, {len(paths)} decoded per run, {valid} valid")
+    for label, rate in rows:
+        print(f"{label:66} {rate:8.1f} images/s  ({rate / base:.2f} x baseline)")
+    print(f"parallel efficiency of the full path: {full / (single * cores):.2f}")
+    for label, rate in rows[1::2]:
+        verdict = "meets" if rate / base >= goal else "misses"
+        print(
+            f"goal 0.8 x {cores} cores = {goal:.2f} x baseline: {label.split(',')[0]} {verdict} it"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

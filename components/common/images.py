@@ -1,0 +1,119 @@
+"""Loading single images for prediction and rendering: local files, folders and gs:// prefixes.
+
+Images are decoded with Pillow, EXIF orientation is applied and the result is RGB ``uint8``, the
+same conventions ``prepare_dataset`` uses for the records, so a photo predicted from disk looks to
+the model exactly like one read from a prepared dataset.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from catsdogs.components.common import storage
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or decoded."""
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image to load, or an input that expanded to no image (``error`` says why)."""
+
+    uri: str
+    error: str | None = None
+
+
+def decode(data: bytes, name: str) -> np.ndarray:
+    """Decode image bytes to an RGB ``uint8`` array ``[H, W, 3]`` with EXIF orientation applied.
+
+    Args:
+        data: The encoded image (JPEG, PNG, ...).
+        name: Where it came from, for the error message.
+
+    Raises:
+        ImageError: The bytes are not an image Pillow can decode.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            oriented = ImageOps.exif_transpose(image) or image
+            rgb = oriented.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageError(
+            f"{name} is not a decodable image ({type(error).__name__}: {error}). "
+            "Expected a JPEG/PNG/BMP/GIF/WebP file; remove it or re-export it."
+        ) from error
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def load(uri: str) -> np.ndarray:
+    """Read and decode one local or gs:// image (see ``decode``)."""
+    try:
+        data = storage.read_bytes(uri)
+    except (FileNotFoundError, IsADirectoryError) as error:
+        raise ImageError(f"{uri} does not exist or is not a file; check the path.") from error
+    return decode(data, uri)
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def expand(inputs: list[str]) -> list[ImageSource]:
+    """Expand files, folders and gs:// prefixes into the image files they name, in order.
+
+    A file is taken as given whatever its suffix (so a bad file is reported, not skipped); a folder
+    or prefix contributes its files with an image suffix, recursively and sorted. An input that
+    does not exist or holds no image becomes an ``ImageSource`` with an ``error``.
+    """
+    sources: list[ImageSource] = []
+    for item in inputs:
+        if storage.is_gcs(item):
+            _, name = storage.split_gcs(item)
+            if name and not name.endswith("/") and storage.exists(item):
+                sources.append(ImageSource(item))
+                continue
+            names = [n for n in storage.list_files(item) if _is_image_name(n)]
+            if not names:
+                sources.append(ImageSource(item, f"no image files found under {item}"))
+            sources.extend(ImageSource(storage.join(item, n)) for n in names)
+            continue
+        path = Path(item)
+        if path.is_file():
+            sources.append(ImageSource(item))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _is_image_name(p.name))
+            if not files:
+                sources.append(ImageSource(item, f"no image files found in folder {item}"))
+            sources.extend(ImageSource(str(p)) for p in files)
+        else:
+            sources.append(ImageSource(item, f"{item} does not exist; check the path"))
+    return sources
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to ``(height, width)`` exactly as ``records.read_split`` does (bilinear, rounded)."""
+    import tensorflow as tf
+
+    resized: Any = tf.image.resize(image, size, method="bilinear")
+    return np.asarray(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8))
+
+
+def thumbnail_jpeg(image: np.ndarray, max_side: int = 160, quality: int = 85) -> bytes:
+    """A small JPEG of an RGB array, for galleries embedded in HTML reports."""
+    from PIL import Image
+
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    picture.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

@@ -1,0 +1,80 @@
+"""Predict the class of single images (files, folders, gs:// prefixes) with a saved model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from catsdogs.components.common import images, storage
+from catsdogs.components.evaluate import core
+
+DEFAULT_CLASSES = ("cat", "dog")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image, or why there is none."""
+
+    image: str
+    label: str | None = None
+    probability: float | None = None  # P(label)
+    positive: float | None = None  # P(classes[1])
+    error: str | None = None
+
+    def to_dict(self, classes: tuple[str, ...] = DEFAULT_CLASSES) -> dict[str, Any]:
+        """JSON-ready: image, label, probability, p_<positive class>; or image, error."""
+        if self.error is not None:
+            return {"image": self.image, "error": self.error}
+        return {
+            "image": self.image,
+            "label": self.label,
+            "probability": self.probability,
+            f"p_{classes[1]}": self.positive,
+        }
+
+
+def model_classes(model_uri: str) -> tuple[str, ...]:
+    """Class names recorded in the model folder's run.json, else ("cat", "dog")."""
+    uri = storage.join(model_uri, "run.json")
+    if storage.exists(uri):
+        try:
+            found = json.loads(storage.read_text(uri)).get("classes")
+        except (json.JSONDecodeError, AttributeError):
+            found = None
+        if isinstance(found, list) and len(found) == 2:
+            return tuple(str(c) for c in found)
+    return DEFAULT_CLASSES
+
+
+def predict(model_uri: str, inputs: list[str], threshold: float = 0.5) -> Iterator[Prediction]:
+    """Yield one Prediction per image under ``inputs``; unreadable ones carry an ``error``.
+
+    The model is loaded first (a bad model folder raises ``core.ModelError``); after that nothing
+    stops the batch: each image that cannot be read or decoded is reported and skipped.
+    """
+    model = core.load_model(model_uri)
+    classes = model_classes(model_uri)
+    size = core.image_size(model)
+    for source in images.expand(inputs):
+        if source.error is not None:
+            yield Prediction(source.uri, error=source.error)
+            continue
+        try:
+            pixels = images.load(source.uri)
+        except (images.ImageError, storage.StorageError) as error:
+            yield Prediction(source.uri, error=str(error))
+            continue
+        view = images.resize(pixels, size) if size else pixels
+        positive = float(
+            np.asarray(model(view[None].astype(np.float32), training=False)).ravel()[0]
+        )
+        is_positive = positive >= threshold
+        yield Prediction(
+            source.uri,
+            label=classes[1] if is_positive else classes[0],
+            probability=positive if is_positive else 1.0 - positive,
+            positive=positive,
+        )

@@ -1,0 +1,139 @@
+"""Train the seed's small convnet from scratch, with the seed's augmentation and dropout.
+
+The model (Deep Learning with Python, ch. 5): raw RGB pixels -> Resizing -> Rescaling(1/255) ->
+augmentation (training only) -> Conv2D 32/64/128/128 (3x3, relu), each followed by 2x2 max pooling
+-> Flatten -> Dropout 0.5 -> Dense 512 relu -> Dense 1 sigmoid = P(dog); RMSprop, binary
+cross-entropy. The augmentation lives in the model graph, so it runs on the GPU when there is one;
+the saved model.keras leaves it out (it is the identity at inference), so loading it needs only Keras. Everything else (input pipeline, resumable fit, outputs) is
+``catsdogs.components.common.training``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from catsdogs.components.common import training
+
+KIND = "train_scratch"
+# Smallest input the four conv(3x3)+pool(2x2) stages accept.
+MIN_IMAGE_SIZE = 46
+
+
+@dataclass(frozen=True)
+class ScratchSettings(training.TrainingSettings):
+    """Settings of train_scratch: the shared training settings with the seed's defaults.
+
+    Attributes:
+        augment: Apply the seed's augmentation during training.
+        dropout: Dropout rate before the dense layer (the seed: 0.5).
+    """
+
+    augment: bool = True
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.image_size) < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} for this model "
+                f"(four conv+pool stages), got {self.image_size!r}."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+
+
+def build_model(settings: ScratchSettings | None = None) -> Any:
+    """The seed's convnet, compiled; takes raw RGB pixels of ``settings.image_size``.
+
+    The augmentation is part of the model, except with ``xla`` (its image-transform op has no XLA
+    kernel): then ``datasets`` applies it in the input pipeline instead.
+    """
+    import keras
+
+    settings = settings or ScratchSettings()
+    height, width = settings.image_size
+    inputs = keras.Input(shape=(height, width, 3), name="image")
+    x = keras.layers.Resizing(height, width, name="resize")(inputs)
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
+    if settings.augment and not settings.xla:
+        x = training.augmentation_layers(settings.seed)(x)
+    for index, filters in enumerate((32, 64, 128, 128), start=1):
+        x = keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{index}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{index}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(settings.dropout, seed=settings.seed, name="dropout")(x)
+    x = keras.layers.Dense(512, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="p_dog")(x)
+    model = keras.Model(inputs, outputs, name="scratch_convnet")
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=settings.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=settings.xla,
+    )
+    return model
+
+
+def datasets(folder: Any, manifest: dict[str, Any], settings: ScratchSettings) -> tuple[Any, Any]:
+    """``(train, val)`` batches; the training batches are augmented here only with ``xla``."""
+    if not (settings.augment and settings.xla):
+        return training.default_datasets(folder, manifest, settings)
+    size, batch, seed = settings.image_size, settings.batch_size, settings.seed
+    train = training.input_pipeline(
+        folder,
+        manifest,
+        "train",
+        image_size=size,
+        batch_size=batch,
+        seed=seed,
+        training=True,
+        augmentation=training.augmentation_layers(seed),
+    )
+    val = training.input_pipeline(
+        folder, manifest, "val", image_size=size, batch_size=batch, seed=seed, training=False
+    )
+    return train, val
+
+
+def inference_model(trained: Any, settings: ScratchSettings) -> Any:
+    """The trained model without its augmentation layers (what model.keras holds).
+
+    The augmentation is the identity at inference, so predictions are unchanged; leaving it out
+    means loading model.keras needs nothing but Keras.
+    """
+    import dataclasses
+
+    plain = build_model(dataclasses.replace(settings, augment=False))
+    return training.copy_weights_by_name(trained, plain)
+
+
+def train_scratch(
+    data: str,
+    output: str,
+    settings: ScratchSettings | None = None,
+    *,
+    log: training.Log | None = None,
+) -> training.TrainingResult:
+    """Train the seed's convnet on a prepared dataset and write a MODEL_DIR to ``output``.
+
+    Rerunning the same command resumes after the last completed epoch (see ``training``).
+
+    Args:
+        data: Prepared dataset folder or gs:// prefix (output of prepare_dataset).
+        output: Output folder or gs:// prefix; must be new, empty, or hold this same run.
+        settings: Training settings (defaults: the seed's 100 epochs, batch 32, RMSprop 1e-4).
+        log: Where progress lines go (default: stdout).
+    """
+    settings = settings or ScratchSettings()
+    kwargs: dict[str, Any] = {} if log is None else {"log": log}
+    return training.run_training(
+        kind=KIND,
+        data=data,
+        output=output,
+        settings=settings,
+        build_model=build_model,
+        make_datasets=datasets,
+        export_model=inference_model,
+        **kwargs,
+    )

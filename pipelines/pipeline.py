@@ -1,0 +1,384 @@
+"""The one ``@dsl.pipeline``: prepare -> train (scratch, transfer) -> evaluate -> render -> promote.
+
+The graph, in words::
+
+    fingerprint_source (never cached)        cheap fingerprint of the source + parameter check
+      -> prepare_dataset(source_fingerprint) the fingerprint is a cache-key input: new data, new key
+    checkpoint_dirs(checkpoint_root, run id) per-run checkpoint folders: a retried trainer resumes
+      -> trainers == "both":     scratch branch | transfer branch -> pick_better -> finish(better)
+         trainers == "scratch":  scratch branch -> finish
+         trainers == "transfer": transfer branch -> finish
+    branch = train_* -> evaluate          (sub-pipelines: one definition, reused)
+    finish = render_activations -> promote when champion_uri is not empty
+
+KFP forbids a task outside a ``dsl.If`` from reading an output made inside it, so "render the better
+of the models that ran" is written as one ``dsl.If``/``dsl.Elif`` group on ``trainers`` whose
+branches reuse the two training sub-pipelines and the ``finish`` sub-pipeline.
+
+Everything that trains, extracts features, evaluates or renders requests GPUs, CPU and memory and
+retries with backoff (spot preemption); trainers get ``require_gpu=True`` so a pod scheduled without
+a GPU fails at once. :class:`PipelineOptions` with ``local=True`` leaves all of that out, for
+``kfp.local`` on a laptop (see ``pipelines/local_run.py``).
+
+kfp is imported inside functions (house rule: importing this module stays cheap). No
+``from __future__ import annotations``: KFP reads the sub-pipelines' annotations as objects.
+"""
+
+import dataclasses
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kfp.dsl import PipelineTask
+    from kfp.dsl.graph_component import GraphComponent
+
+PIPELINE_NAME = "catsdogs"
+TRAINERS = ("both", "scratch", "transfer")
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|K|M|G|T|Ki|Mi|Gi|Ti)?$")
+_LABEL = re.compile(r"^([a-zA-Z0-9.-]+/)?[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Toleration:
+    """A Kubernetes toleration for the GPU tasks (``key[=value]:effect``)."""
+
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+    def __post_init__(self) -> None:
+        if not _LABEL.match(self.key):
+            raise ValueError(f"toleration key must be a Kubernetes label key, got {self.key!r}.")
+        if self.effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise ValueError(
+                f"toleration effect must be NoSchedule, PreferNoSchedule or NoExecute, "
+                f"got {self.effect!r}."
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> "Toleration":
+        """Parse ``key[=value][:effect]``, e.g. ``nvidia.com/gpu=present:NoSchedule``."""
+        rest, _, effect = text.partition(":")
+        key, _, value = rest.partition("=")
+        if not key:
+            raise ValueError(
+                f"Expected a toleration as key[=value][:effect], got {text!r}; "
+                "e.g. --toleration nvidia.com/gpu=present:NoSchedule."
+            )
+        return cls(key=key, value=value, effect=effect or "NoSchedule")
+
+
+def parse_node_selector(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Parse ``label=value`` pairs, e.g. ``cloud.google.com/gke-accelerator=nvidia-l4``."""
+    pairs = []
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep or not _LABEL.match(label) or not value:
+            raise ValueError(
+                f"Expected a node selector as label=value, got {item!r}; "
+                "e.g. --node-selector cloud.google.com/gke-accelerator=nvidia-l4."
+            )
+        pairs.append((label, value))
+    return tuple(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """Compile-time settings: where tasks run and what they request (not pipeline parameters)."""
+
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_count: int = 1
+    gpu_cpu_request: str = "4"
+    gpu_memory_request: str = "16G"
+    cpu_request: str = "2"
+    memory_request: str = "8G"
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    retries: int = 3
+    backoff_duration: str = "60s"
+    backoff_factor: float = 2.0
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.accelerator_type.strip():
+            raise ValueError(
+                "accelerator_type must name an accelerator (e.g. nvidia.com/gpu, NVIDIA_L4), "
+                "got ''."
+            )
+        if not 1 <= self.accelerator_count <= 16:
+            raise ValueError(
+                f"accelerator_count must be between 1 and 16, got {self.accelerator_count}."
+            )
+        for name in ("gpu_cpu_request", "gpu_memory_request", "cpu_request", "memory_request"):
+            if not _QUANTITY.match(getattr(self, name)):
+                raise ValueError(
+                    f"{name} must be a Kubernetes quantity such as 4, 500m or 16G, "
+                    f"got {getattr(self, name)!r}."
+                )
+        if not 0 <= self.retries <= 10:
+            raise ValueError(f"retries must be between 0 and 10, got {self.retries}.")
+        if not re.match(r"^[0-9]+s$", self.backoff_duration):
+            raise ValueError(
+                f"backoff_duration must be whole seconds like 60s, got {self.backoff_duration!r}."
+            )
+        if not 1.0 <= self.backoff_factor <= 10.0:
+            raise ValueError(f"backoff_factor must be between 1 and 10, got {self.backoff_factor}.")
+
+
+def _light(func: Any) -> Any:
+    """Make a lightweight component of a module-level function, on our image."""
+    from catsdogs.components.common import config
+    from kfp import dsl
+
+    return dsl.component(base_image=config.image(), install_kfp_package=False)(func)
+
+
+def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
+    """Build the pipeline for the given compile-time options.
+
+    Args:
+        options: Resources, placement and retries; ``PipelineOptions(local=True)`` for kfp.local.
+
+    Returns:
+        The ``@dsl.pipeline`` graph component, ready to compile or to call under ``kfp.local``.
+    """
+    from typing import NamedTuple
+
+    from catsdogs.components.evaluate.component import evaluate
+    from catsdogs.components.evaluate.component import promote as promote_component
+    from catsdogs.components.prepare_dataset.component import prepare_dataset
+    from catsdogs.components.render_activations.component import render_activations
+    from catsdogs.components.train_scratch.component import train_scratch
+    from catsdogs.components.train_transfer.component import train_transfer
+    from catsdogs.pipelines import steps
+    from kfp import dsl, kubernetes
+    from kfp.dsl import Artifact, Dataset, Input, Model
+
+    opts = options or PipelineOptions()
+    fingerprint_op = _light(steps.fingerprint_source)
+    pick_better_op = _light(steps.pick_better)
+    checkpoint_dirs_op = _light(steps.checkpoint_dirs)
+
+    def named(task: "PipelineTask", name: str) -> "PipelineTask":
+        # kfp.local warns that display names do nothing there; only the cluster UI shows them.
+        return task if opts.local else task.set_display_name(name)
+
+    def on_gpu(task: "PipelineTask", name: str) -> "PipelineTask":
+        named(task, name)
+        if opts.local:
+            return task
+        task.set_accelerator_type(opts.accelerator_type)
+        task.set_accelerator_limit(opts.accelerator_count)
+        task.set_cpu_request(opts.gpu_cpu_request)
+        task.set_memory_request(opts.gpu_memory_request)
+        task.set_retry(
+            num_retries=opts.retries,
+            backoff_duration=opts.backoff_duration,
+            backoff_factor=opts.backoff_factor,
+        )
+        for label, value in opts.node_selector:
+            kubernetes.add_node_selector(task, label_key=label, label_value=value)
+        for toleration in opts.tolerations:
+            kubernetes.add_toleration(
+                task,
+                key=toleration.key,
+                operator="Equal" if toleration.value else "Exists",
+                value=toleration.value or None,
+                effect=toleration.effect,  # type: ignore[arg-type]
+            )
+        return task
+
+    def on_cpu(task: "PipelineTask", name: str) -> "PipelineTask":
+        named(task, name)
+        if not opts.local:
+            task.set_cpu_request(opts.cpu_request)
+            task.set_memory_request(opts.memory_request)
+        return task
+
+    require_gpu = not opts.local
+
+    class Trained(NamedTuple):
+        model: Model
+        evaluation: Artifact
+        accuracy: float
+
+    @dsl.pipeline(name="scratch-branch", description="Train the CNN from scratch and evaluate it.")
+    def scratch_branch(
+        data: Input[Dataset],
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        seed: int,
+        checkpoint_dir: str,
+    ) -> Trained:
+        trained = on_gpu(
+            train_scratch(
+                data=data,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                seed=seed,
+                checkpoint_dir=checkpoint_dir,
+                require_gpu=require_gpu,
+            ),
+            "train from scratch",
+        )
+        scored = on_gpu(
+            evaluate(model=trained.outputs["model"], data=data), "evaluate scratch model"
+        )
+        return Trained(
+            model=trained.outputs["model"],
+            evaluation=scored.outputs["evaluation"],
+            accuracy=scored.outputs["Output"],
+        )
+
+    @dsl.pipeline(name="transfer-branch", description="Train the transfer model and evaluate it.")
+    def transfer_branch(
+        data: Input[Dataset],
+        backbone: str,
+        weights: str,
+        mode: str,
+        epochs: int,
+        batch_size: int,
+        seed: int,
+        checkpoint_dir: str,
+    ) -> Trained:
+        trained = on_gpu(
+            train_transfer(
+                data=data,
+                backbone=backbone,
+                weights=weights,
+                mode=mode,
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                checkpoint_dir=checkpoint_dir,
+                require_gpu=require_gpu,
+            ),
+            "train transfer model",
+        )
+        scored = on_gpu(
+            evaluate(model=trained.outputs["model"], data=data), "evaluate transfer model"
+        )
+        return Trained(
+            model=trained.outputs["model"],
+            evaluation=scored.outputs["evaluation"],
+            accuracy=scored.outputs["Output"],
+        )
+
+    @dsl.pipeline(name="finish", description="Render activations; promote if a champion is set.")
+    def finish(
+        model: Input[Model],
+        evaluation: Input[Artifact],
+        data: Input[Dataset],
+        champion_uri: str,
+        margin: float,
+    ) -> None:
+        on_gpu(render_activations(model=model, data=data), "render activations")
+        with dsl.If(champion_uri != "", name="champion-set"):
+            on_cpu(
+                promote_component(
+                    model=model,
+                    evaluation=evaluation,
+                    data=data,
+                    champion_uri=champion_uri,
+                    margin=margin,
+                ),
+                "champion gate",
+            )
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Dogs vs cats: prepare, train from scratch and by transfer, evaluate, render.",
+    )
+    def catsdogs(
+        source: str,
+        train_per_class: int = 1000,
+        val_per_class: int = 500,
+        test_per_class: int = 500,
+        seed: int = 1337,
+        trainers: str = "both",
+        scratch_epochs: int = 100,
+        transfer_epochs: int = 30,
+        batch_size: int = 32,
+        learning_rate: float = 1e-4,
+        backbone: str = "vgg16",
+        weights: str = "imagenet",
+        transfer_mode: str = "features",
+        champion_uri: str = "",
+        margin: float = 0.0,
+        checkpoint_root: str = "",
+    ) -> None:
+        fingerprint = named(
+            fingerprint_op(source=source, trainers=trainers), "fingerprint source"
+        ).set_caching_options(enable_caching=False)
+        prepared = on_cpu(
+            prepare_dataset(
+                source=source,
+                train_per_class=train_per_class,
+                val_per_class=val_per_class,
+                test_per_class=test_per_class,
+                seed=seed,
+                source_fingerprint=fingerprint.output,
+            ),
+            "prepare dataset",
+        )
+        data = prepared.outputs["dataset"]
+        checkpoints = named(
+            checkpoint_dirs_op(
+                checkpoint_root=checkpoint_root, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
+            ),
+            "name checkpoint folders",
+        )
+
+        def scratch() -> Any:
+            return scratch_branch(
+                data=data,
+                epochs=scratch_epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                seed=seed,
+                checkpoint_dir=checkpoints.outputs["scratch"],
+            )
+
+        def transfer() -> Any:
+            return transfer_branch(
+                data=data,
+                backbone=backbone,
+                weights=weights,
+                mode=transfer_mode,
+                epochs=transfer_epochs,
+                batch_size=batch_size,
+                seed=seed,
+                checkpoint_dir=checkpoints.outputs["transfer"],
+            )
+
+        def finish_with(branch: Any) -> None:
+            finish(
+                model=branch.outputs["model"],
+                evaluation=branch.outputs["evaluation"],
+                data=data,
+                champion_uri=champion_uri,
+                margin=margin,
+            )
+
+        with dsl.If(trainers == "both", name="both-trainers"):
+            scratch_run, transfer_run = scratch(), transfer()
+            better = named(
+                pick_better_op(
+                    scratch_accuracy=scratch_run.outputs["accuracy"],
+                    transfer_accuracy=transfer_run.outputs["accuracy"],
+                ),
+                "pick better model",
+            )
+            with dsl.If(better.output == "scratch", name="scratch-is-better"):
+                finish_with(scratch_run)
+            with dsl.Else(name="transfer-is-better"):
+                finish_with(transfer_run)
+        with dsl.Elif(trainers == "scratch", name="scratch-only"):
+            finish_with(scratch())
+        with dsl.Elif(trainers == "transfer", name="transfer-only"):
+            finish_with(transfer())
+
+    return catsdogs

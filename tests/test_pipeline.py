@@ -1,0 +1,306 @@
+"""The compiled pipeline: golden YAML, GPU requests, retries, pinned image, no secrets, defaults."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from catsdogs.components.cli import app
+from catsdogs.components.common import config
+from catsdogs.pipelines import steps
+from catsdogs.pipelines.compile import check_image, compile_pipeline
+from catsdogs.pipelines.local_run import RunParameters
+from catsdogs.pipelines.pipeline import PipelineOptions, Toleration, parse_node_selector
+from typer.testing import CliRunner
+
+GOLDEN = Path(__file__).parent / "golden" / "pipeline.yaml"
+GPU_COMPONENTS = ("train-scratch", "train-transfer", "evaluate", "render-activations")
+IGNORED = {"image", "sdkVersion"}
+
+
+def load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline spec and the Kubernetes platform spec (empty when none)."""
+    docs = list(yaml.safe_load_all(path.read_text()))
+    platform = docs[1]["platforms"]["kubernetes"] if len(docs) > 1 else docs[0].get("platforms")
+    return docs[0], (platform or {}).get("deploymentSpec", {})
+
+
+def strip(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: strip(v) for k, v in node.items() if k not in IGNORED}
+    if isinstance(node, list):
+        return [strip(v) for v in node]
+    return node
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_pipeline(tmp_path_factory.mktemp("compiled") / "pipeline.yaml")
+
+
+def executors_of(spec: dict[str, Any], component: str) -> list[dict[str, Any]]:
+    """Container specs of every executor of a component (``-2``, ``-3`` ... copies too)."""
+    pattern = re.compile(rf"^exec-{component}(-\d+)?$")
+    found = [
+        e["container"]
+        for name, e in spec["deploymentSpec"]["executors"].items()
+        if pattern.match(name)
+    ]
+    assert found, f"no executor for {component}"
+    return found
+
+
+def tasks_of(spec: dict[str, Any], component: str) -> list[dict[str, Any]]:
+    """Every task, in any sub-DAG, that runs the component."""
+    pattern = re.compile(rf"^comp-{component}(-\d+)?$")
+    dags = [spec["root"]] + [c for c in spec["components"].values() if "dag" in c]
+    return [
+        task
+        for dag in dags
+        for task in dag["dag"]["tasks"].values()
+        if pattern.match(task["componentRef"]["name"])
+    ]
+
+
+def test_compiled_spec_matches_golden(compiled: Path) -> None:
+    assert GOLDEN.exists(), "no golden file: run `make golden`"
+    got = [strip(d) for d in yaml.safe_load_all(compiled.read_text())]
+    want = [strip(d) for d in yaml.safe_load_all(GOLDEN.read_text())]
+    diff = difflib.unified_diff(
+        yaml.safe_dump_all(want).splitlines(), yaml.safe_dump_all(got).splitlines(), lineterm=""
+    )
+    assert got == want, (
+        "The compiled pipeline differs from tests/golden/pipeline.yaml; if the change is "
+        "intended (a component's code is embedded in the spec too), run `make golden` and "
+        "review the diff:\n" + "\n".join(list(diff)[:60])
+    )
+
+
+def test_gpu_tasks_request_one_gpu_cpu_memory_and_retry(compiled: Path) -> None:
+    spec, _ = load(compiled)
+    for component in GPU_COMPONENTS:
+        for container in executors_of(spec, component):
+            resources = container["resources"]
+            assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+            assert str(resources["accelerator"]["resourceCount"]) == "1"
+            assert resources["resourceCpuRequest"] == "4"
+            assert resources["resourceMemoryRequest"] == "16G"
+        for task in tasks_of(spec, component):
+            policy = task["retryPolicy"]
+            assert policy["maxRetryCount"] == 3
+            assert policy["backoffDuration"] == "60s"
+            assert policy["backoffFactor"] == 2.0
+    for container in executors_of(spec, "prepare-dataset"):
+        assert "accelerator" not in container.get("resources", {})
+        assert container["resources"]["resourceMemoryRequest"] == "8G"
+    trainers = tasks_of(spec, "train-scratch") + tasks_of(spec, "train-transfer")
+    assert len(trainers) == 4  # both-trainers branch + one single-trainer branch each
+    for task in trainers:
+        assert task["inputs"]["parameters"]["require_gpu"]["runtimeValue"]["constant"] is True
+
+
+def test_accelerator_node_selector_and_toleration_are_overridable(tmp_path: Path) -> None:
+    options = PipelineOptions(
+        accelerator_type="NVIDIA_L4",
+        accelerator_count=2,
+        node_selector=parse_node_selector(["cloud.google.com/gke-accelerator=nvidia-l4"]),
+        tolerations=(Toleration.parse("nvidia.com/gpu=present:NoSchedule"),),
+        retries=1,
+    )
+    spec, platform = load(compile_pipeline(tmp_path / "p.yaml", options))
+    for container in executors_of(spec, "train-transfer"):
+        assert container["resources"]["accelerator"]["resourceType"] == "NVIDIA_L4"
+        assert str(container["resources"]["accelerator"]["resourceCount"]) == "2"
+    assert all(t["retryPolicy"]["maxRetryCount"] == 1 for t in tasks_of(spec, "evaluate"))
+    gpu_execs = [n for n in platform["executors"] if n.startswith("exec-render-activations")]
+    assert gpu_execs
+    for name in gpu_execs:
+        kube = platform["executors"][name]
+        assert kube["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+        assert kube["tolerations"] == [
+            {
+                "key": "nvidia.com/gpu",
+                "operator": "Equal",
+                "value": "present",
+                "effect": "NoSchedule",
+            }
+        ]
+    assert not any(n.startswith("exec-prepare-dataset") for n in platform["executors"])
+
+
+def test_image_is_pinned_everywhere(compiled: Path) -> None:
+    spec, _ = load(compiled)
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {config.image()}
+    check_image(config.image())
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/x/catsdogs-gpu:latest",
+        "ghcr.io/x/catsdogs-gpu",
+        "localhost:5000/catsdogs",
+        "catsdogs@sha256:abc",
+    ],
+)
+def test_unpinned_images_are_refused(image: str) -> None:
+    with pytest.raises(ValueError, match="not pinned|malformed digest"):
+        check_image(image)
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["ghcr.io/x/catsdogs-gpu:0.1.0", "localhost:5000/catsdogs:1.2", "r/c@sha256:" + "a" * 64],
+)
+def test_pinned_images_pass(image: str) -> None:
+    assert check_image(image) == image
+
+
+def test_compile_cli_refuses_latest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CATSDOGS_IMAGE", "ghcr.io/x/catsdogs-gpu:latest")
+    result = CliRunner().invoke(app, ["compile", "--output", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2
+    assert "not pinned" in result.output
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_compile_cli_writes_overrides(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "p.yaml"
+    result = CliRunner().invoke(
+        app,
+        [
+            "compile",
+            "--output",
+            str(out),
+            "--accelerator-type",
+            "NVIDIA_TESLA_T4",
+            "--node-selector",
+            "pool=gpu",
+            "--toleration",
+            "nvidia.com/gpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    spec, platform = load(out)
+    assert executors_of(spec, "train-scratch")[0]["resources"]["accelerator"]["resourceType"] == (
+        "NVIDIA_TESLA_T4"
+    )
+    kube = platform["executors"]["exec-train-scratch"]
+    assert kube["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    bad = CliRunner().invoke(app, ["compile", "--output", str(out), "--node-selector", "pool"])
+    assert bad.exit_code == 2
+    assert "label=value" in bad.output
+
+
+def test_no_secret_is_a_pipeline_parameter(compiled: Path) -> None:
+    spec, _ = load(compiled)
+    names = list(spec["root"]["inputDefinitions"]["parameters"])
+    assert "source" in names
+    secret = re.compile(r"pass(word)?|token|secret|key|credential|auth", re.IGNORECASE)
+    assert [n for n in names if secret.search(n)] == []
+
+
+def test_fingerprint_is_never_cached_and_feeds_prepare(compiled: Path) -> None:
+    spec, _ = load(compiled)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["fingerprint-source"]["cachingOptions"].get("enableCache", False) is False
+    assert tasks["prepare-dataset"]["cachingOptions"]["enableCache"] is True
+    fingerprint = tasks["prepare-dataset"]["inputs"]["parameters"]["source_fingerprint"]
+    assert fingerprint["taskOutputParameter"]["producerTask"] == "fingerprint-source"
+
+
+def test_trainers_checkpoint_under_a_per_run_folder(compiled: Path) -> None:
+    spec, _ = load(compiled)
+    step = spec["root"]["dag"]["tasks"]["checkpoint-dirs"]["inputs"]["parameters"]
+    assert step["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert step["checkpoint_root"]["componentInputParameter"] == "checkpoint_root"
+    for task in tasks_of(spec, "train-scratch") + tasks_of(spec, "train-transfer"):
+        source = task["inputs"]["parameters"]["checkpoint_dir"]["componentInputParameter"]
+        assert source == "checkpoint_dir"
+    assert steps.checkpoint_dirs("", "run-1") == ("", "")
+    assert steps.checkpoint_dirs("gs://b/ckpt/", "run-1") == (
+        "gs://b/ckpt/run-1/scratch",
+        "gs://b/ckpt/run-1/transfer",
+    )
+
+
+def test_local_build_requests_nothing_and_never_requires_gpu(tmp_path: Path) -> None:
+    from catsdogs.pipelines.pipeline import build_pipeline
+    from kfp import compiler
+
+    path = tmp_path / "local.yaml"
+    compiler.Compiler().compile(build_pipeline(PipelineOptions(local=True)), str(path))
+    spec, platform = load(path)
+    assert platform == {}
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert "resources" not in executor["container"]
+    for task in tasks_of(spec, "train-scratch") + tasks_of(spec, "train-transfer"):
+        assert task["inputs"]["parameters"]["require_gpu"]["runtimeValue"]["constant"] is False
+        assert "retryPolicy" not in task
+
+
+def test_parameter_defaults_agree_everywhere(compiled: Path) -> None:
+    spec, _ = load(compiled)
+    pipeline_defaults = {
+        name: p.get("defaultValue")
+        for name, p in spec["root"]["inputDefinitions"]["parameters"].items()
+    }
+    fields = {f.name: f.default for f in RunParameters.__dataclass_fields__.values()}
+    assert set(fields) == set(pipeline_defaults)
+    for name, default in fields.items():
+        if name != "source":
+            assert pipeline_defaults[name] == default, name
+    from catsdogs.components import cli
+
+    for command in (cli.run_command, cli.submit_command, cli.schedule_create_command):
+        cli_defaults = {
+            n: p.default
+            for n, p in inspect.signature(command).parameters.items()
+            if n in fields and n != "source"
+        }
+        assert len(cli_defaults) == len(fields) - 1, command.__name__
+        for name, default in cli_defaults.items():
+            value = default.value if hasattr(default, "value") else default
+            assert value == fields[name], (command.__name__, name)
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="accelerator_count must be between 1 and 16, got 0"):
+        PipelineOptions(accelerator_count=0)
+    with pytest.raises(ValueError, match="gpu_memory_request must be a Kubernetes quantity"):
+        PipelineOptions(gpu_memory_request="lots")
+    with pytest.raises(ValueError, match="toleration effect"):
+        Toleration.parse("a=b:Sometimes")
+    with pytest.raises(ValueError, match="trainers must be one of both, scratch, transfer"):
+        RunParameters(source="x", trainers="all")
+    with pytest.raises(ValueError, match="scratch_epochs must be at least 1"):
+        RunParameters(source="x", scratch_epochs=0)
+
+
+def test_steps(tmp_path: Path) -> None:
+    from catsdogs.components.prepare_dataset import core
+
+    (tmp_path / "cat.1.jpg").write_bytes(b"x")
+    assert steps.fingerprint_source(str(tmp_path), "both") == core.source_fingerprint(str(tmp_path))
+    with pytest.raises(ValueError, match="got 'all'"):
+        steps.fingerprint_source(str(tmp_path), "all")
+    assert steps.pick_better(0.8, 0.9) == "transfer"
+    assert steps.pick_better(0.9, 0.8) == "scratch"
+    assert steps.pick_better(0.85, 0.85) == "scratch"
+
+
+def test_compile_cli_defaults_equal_options_defaults() -> None:
+    from catsdogs.components import cli
+
+    params = inspect.signature(cli.compile_command).parameters
+    defaults = PipelineOptions()
+    for name in ("accelerator_type", "accelerator_count", "retries"):
+        assert params[name].default == getattr(defaults, name), name

@@ -1,0 +1,317 @@
+"""train_scratch: the seed's model, training on tiny data (local and gs://), resume after SIGKILL."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from catsdogs.components import cli
+from catsdogs.components.common import records, storage, training
+from catsdogs.components.train_scratch import core
+from typer.testing import CliRunner
+
+SIZE = 48  # the smallest square input the model's four conv+pool stages accept is 46
+FAST = {"epochs": 2, "batch_size": 4, "image_size": (SIZE, SIZE)}
+
+
+def test_model_is_the_seeds() -> None:
+    model = core.build_model(core.ScratchSettings())
+    assert model.count_params() == 3_453_121
+    assert tuple(model.input_shape) == (None, 150, 150, 3)
+    assert tuple(model.output_shape) == (None, 1)
+    names = [layer.name for layer in model.layers]
+    assert names == [
+        "image",
+        "resize",
+        "rescale",
+        "augmentation",
+        "conv1",
+        "pool1",
+        "conv2",
+        "pool2",
+        "conv3",
+        "pool3",
+        "conv4",
+        "pool4",
+        "flatten",
+        "dropout",
+        "dense",
+        "p_dog",
+    ]
+    convs = [model.get_layer(f"conv{i}") for i in range(1, 5)]
+    assert [c.filters for c in convs] == [32, 64, 128, 128]
+    assert all(c.kernel_size == (3, 3) and c.activation.__name__ == "relu" for c in convs)
+    assert model.get_layer("dropout").rate == 0.5
+    assert model.get_layer("dense").units == 512
+    assert model.get_layer("p_dog").activation.__name__ == "sigmoid"
+    assert type(model.optimizer).__name__ == "RMSprop"
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+    assert model.loss == "binary_crossentropy"
+
+
+def test_model_takes_raw_pixels_and_is_deterministic_at_inference() -> None:
+    model = core.build_model(core.ScratchSettings(image_size=(SIZE, SIZE)))
+    pixels = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3)).astype("uint8")
+    first = np.asarray(model(pixels, training=False))
+    assert first.shape == (3, 1) and ((first >= 0) & (first <= 1)).all()
+    np.testing.assert_array_equal(first, np.asarray(model(pixels, training=False)))
+    assert not np.allclose(first, np.asarray(model(pixels, training=True)))
+
+
+def test_xla_moves_augmentation_into_the_input_pipeline(tiny_dataset) -> None:
+    settings = core.ScratchSettings(image_size=(SIZE, SIZE), batch_size=4, xla=True)
+    model = core.build_model(settings)
+    assert "augmentation" not in [layer.name for layer in model.layers]
+    assert model.jit_compile
+    with records.local_dataset(tiny_dataset(per_class=2, size=SIZE), ("train", "val")) as (
+        folder,
+        manifest,
+    ):
+        train, val = core.datasets(folder, manifest, settings)
+        x, _ = next(train.as_numpy_iterator())
+        assert x.dtype == np.float32  # augmented (uint8 in, float out)
+        assert next(val.as_numpy_iterator())[0].dtype == np.uint8
+        plain, _ = core.datasets(folder, manifest, core.ScratchSettings(image_size=(SIZE, SIZE)))
+        assert next(plain.as_numpy_iterator())[0].dtype == np.uint8
+
+
+def test_settings_validation() -> None:
+    with pytest.raises(ValueError, match="at least 46x46 .* got \\(32, 32\\)"):
+        core.ScratchSettings(image_size=(32, 32))
+    with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\), got 1.0"):
+        core.ScratchSettings(dropout=1.0)
+    assert core.ScratchSettings().epochs == 100 and core.ScratchSettings().batch_size == 32
+
+
+def test_defaults_match_across_dataclass_cli_and_wrapper() -> None:
+    from catsdogs.components.train_scratch.component import train_scratch
+
+    defaults = core.ScratchSettings()
+    wrapper = inspect.signature(train_scratch.python_func).parameters
+    command = inspect.signature(cli.train_scratch).parameters
+    for name in ("epochs", "batch_size", "learning_rate", "seed", "checkpoint_dir", "require_gpu"):
+        assert wrapper[name].default == getattr(defaults, name), name
+    for name in (
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "seed",
+        "checkpoint_dir",
+        "early_stopping_patience",
+        "xla",
+        "require_gpu",
+    ):
+        assert command[name].default == getattr(defaults, name), name
+    assert command["mixed_precision"].default.value == defaults.mixed_precision
+    assert (command["image_size"].default,) * 2 == defaults.image_size
+
+
+def check_model_dir(out: str, epochs: int) -> dict:
+    names = storage.list_files(out)
+    assert {"model.keras", "history.json", "metrics.json", "curves.png", "run.json"} <= set(names)
+    assert not any(n.startswith(".checkpoint") for n in names)
+    history = json.loads(storage.read_text(storage.join(out, "history.json")))
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == epochs for v in history.values())
+    metrics = json.loads(storage.read_text(storage.join(out, "metrics.json")))
+    assert metrics["epochs_run"] == epochs
+    assert metrics["best_val_accuracy"] == max(history["val_accuracy"])
+    assert metrics["final_val_loss"] == history["val_loss"][-1]
+    run = json.loads(storage.read_text(storage.join(out, "run.json")))
+    assert run["kind"] == "train_scratch" and run["classes"] == ["cat", "dog"]
+    assert storage.read_bytes(storage.join(out, "curves.png"))[:4] == b"\x89PNG"
+    return metrics
+
+
+def test_train_local_outputs_rerun_and_conflict(tiny_dataset, tmp_path: Path) -> None:
+    import keras
+
+    data = tiny_dataset(per_class=4, size=SIZE)
+    out = str(tmp_path / "model")
+    result = core.train_scratch(data, out, core.ScratchSettings(**FAST))
+    assert result.status == "trained"
+    check_model_dir(out, 2)
+    model = keras.models.load_model(Path(out, "model.keras"))
+    assert "augmentation" not in [layer.name for layer in model.layers]  # identity at inference
+    assert model.count_params() == core.build_model(core.ScratchSettings(**FAST)).count_params()
+    before = {p.name: p.read_bytes() for p in Path(out).iterdir()}
+    again = core.train_scratch(data, out, core.ScratchSettings(**FAST))
+    assert again.status == "complete" and again.metrics == result.metrics
+    with pytest.raises(training.RunConflictError, match="holds a different run .*seed=1337 there"):
+        core.train_scratch(data, out, core.ScratchSettings(**dict(FAST, seed=1)))
+    assert {p.name: p.read_bytes() for p in Path(out).iterdir()} == before
+
+
+def test_bad_datasets_fail_before_writing(tiny_dataset, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    not_a_dataset = tmp_path / "empty"
+    not_a_dataset.mkdir()
+    with pytest.raises(records.DatasetError, match="has no manifest.json"):
+        core.train_scratch(str(not_a_dataset), str(out), core.ScratchSettings(**FAST))
+    data = Path(tiny_dataset(per_class=2, size=SIZE))
+    shard = next(data.glob("train-*.tfrecord"))
+    blob = bytearray(shard.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    shard.write_bytes(bytes(blob))
+    with pytest.raises(records.DatasetError, match="does not match the checksum"):
+        core.train_scratch(str(data), str(out), core.ScratchSettings(**FAST))
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.gcs
+def test_train_from_and_to_gcs(tiny_dataset, bucket: str) -> None:
+    data = tiny_dataset(per_class=3, size=SIZE, output=f"{bucket}/data")
+    out = f"{bucket}/models/scratch"
+    result = core.train_scratch(
+        data, out, core.ScratchSettings(**dict(FAST, epochs=1, checkpoint_dir=f"{bucket}/ckpt"))
+    )
+    assert result.status == "trained"
+    check_model_dir(out, 1)
+    assert not storage.is_dir(f"{bucket}/ckpt")
+
+
+def test_wrapper_with_real_artifacts(tiny_dataset, tmp_path: Path, monkeypatch) -> None:
+    from catsdogs.components.train_scratch.component import train_scratch
+    from kfp import dsl
+
+    data = tiny_dataset(per_class=3, size=150)
+    real = core.ScratchSettings
+
+    def quick(**kwargs: object) -> core.ScratchSettings:
+        assert kwargs["epochs"] == 1 and kwargs["batch_size"] == 6
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core, "ScratchSettings", quick)
+    model = dsl.Model(uri=str(tmp_path / "model"), name="model")
+    metrics = dsl.Metrics(uri=str(tmp_path / "metrics"), name="metrics")
+    curves = dsl.HTML(uri=str(tmp_path / "curves.html"), name="curves")
+    best = train_scratch.python_func(
+        data=dsl.Dataset(uri=data, name="data"),
+        model=model,
+        metrics=metrics,
+        curves=curves,
+        epochs=1,
+        batch_size=6,
+    )
+    saved = check_model_dir(model.path, 1)
+    assert best == saved["best_val_accuracy"]
+    assert metrics.metadata["best_val_accuracy"] == best
+    assert metrics.metadata["epochs_run"] == 1.0
+    page = Path(curves.path).read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page
+
+
+def test_cli_user_errors_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        cli.app, ["train-scratch", "--data", str(tmp_path), "--output", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert "has no manifest.json" in result.output
+    result = runner.invoke(
+        cli.app,
+        [
+            "train-scratch",
+            "--data",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "o"),
+            "--epochs",
+            "0",
+        ],
+    )
+    assert result.exit_code == 2 and "epochs must be between 1 and 100000, got 0" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes(tiny_dataset, tmp_path: Path) -> None:
+    data = tiny_dataset(per_class=8, size=SIZE)
+    out = tmp_path / "model"
+    epochs = 25
+    command = [
+        sys.executable,
+        "-m",
+        "catsdogs.components.cli",
+        "train-scratch",
+        "--data",
+        data,
+        "--output",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "4",
+        "--image-size",
+        str(SIZE),
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    state = out / ".checkpoint" / "state.json"
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
+    deadline = time.monotonic() + 90
+    done = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists():
+            done = json.loads(state.read_text())["epoch"]
+            if done >= 1:
+                break
+        time.sleep(0.02)
+    assert process.poll() is None, "training finished before it could be killed; raise epochs"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 1 <= killed_at < epochs
+    assert not (out / "model.keras").exists()
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    resumed = [line for line in rerun.stdout.splitlines() if line.startswith("Resumed from epoch")]
+    assert len(resumed) == 1
+    assert int(resumed[0].split()[3]) >= killed_at
+    assert f"Epoch 1/{epochs}" not in rerun.stdout
+    assert f"Epoch {epochs}/{epochs}" in rerun.stdout
+    metrics = check_model_dir(str(out), epochs)
+    assert metrics["resumed_from_epoch"] >= killed_at
+
+
+def test_mixed_precision_run_saves_a_float32_output_model(tiny_dataset, tmp_path: Path) -> None:
+    import keras
+
+    data = tiny_dataset(per_class=2, size=SIZE)
+    out = tmp_path / "model"
+    before = keras.mixed_precision.global_policy().name
+    result = core.train_scratch(
+        data, str(out), core.ScratchSettings(**dict(FAST, epochs=1, mixed_precision="on"))
+    )
+    assert result.metrics["device"].endswith("mixed_float16")
+    assert keras.mixed_precision.global_policy().name == before
+    model = keras.models.load_model(out / "model.keras")
+    assert model.get_layer("conv1").compute_dtype == "float16"
+    pixels = np.zeros((1, SIZE, SIZE, 3), "uint8")
+    assert np.asarray(model(pixels)).dtype == np.float32
+
+
+def test_component_interface() -> None:
+    from catsdogs.components.train_scratch.component import train_scratch
+
+    spec = train_scratch.component_spec
+    assert set(spec.inputs) == {
+        "data",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "seed",
+        "checkpoint_dir",
+        "require_gpu",
+    }
+    assert set(spec.outputs) == {"model", "metrics", "curves", "Output"}
