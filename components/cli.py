@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -130,31 +129,42 @@ class MixedPrecisionMode(enum.StrEnum):
     off = "off"
 
 
+# Options shared by both trainers (same names, help and meaning).
+DataOption = Annotated[
+    str, typer.Option(help="Prepared dataset folder or gs:// prefix (from `catsdogs prepare`).")
+]
+ModelOutputOption = Annotated[
+    str, typer.Option(help="Model folder or gs:// prefix to write (new, or this same run).")
+]
+BatchSizeOption = Annotated[int, typer.Option(help="Images per step.")]
+SeedOption = Annotated[int, typer.Option(help="Seed for weights, shuffling, augmentation.")]
+CheckpointOption = Annotated[
+    str, typer.Option(help="Per-epoch checkpoints (local or gs://); default <output>/.checkpoint.")
+]
+PatienceOption = Annotated[
+    int, typer.Option(help="Stop after N epochs without a lower val_loss (0 = off).")
+]
+MixedPrecisionOption = Annotated[
+    MixedPrecisionMode, typer.Option(help="mixed_float16: auto = only on a GPU.")
+]
+XlaOption = Annotated[bool, typer.Option(help="Compile the training step with XLA.")]
+RequireGpuOption = Annotated[bool, typer.Option(help="Fail at once when there is no GPU.")]
+
+
 @app.command("train-scratch")
 def train_scratch(
-    data: Annotated[
-        str, typer.Option(help="Prepared dataset folder or gs:// prefix (from `catsdogs prepare`).")
-    ],
-    output: Annotated[
-        str, typer.Option(help="Model folder or gs:// prefix to write (new, or this same run).")
-    ],
+    data: DataOption,
+    output: ModelOutputOption,
     epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    batch_size: BatchSizeOption = 32,
     learning_rate: Annotated[float, typer.Option(help="RMSprop learning rate.")] = 1e-4,
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling, augmentation.")] = 1337,
+    seed: SeedOption = 1337,
     image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 150,
-    checkpoint_dir: Annotated[
-        str,
-        typer.Option(help="Per-epoch checkpoints (local or gs://); default <output>/.checkpoint."),
-    ] = "",
-    early_stopping_patience: Annotated[
-        int, typer.Option(help="Stop after N epochs without a lower val_loss (0 = off).")
-    ] = 0,
-    mixed_precision: Annotated[
-        MixedPrecisionMode, typer.Option(help="mixed_float16: auto = only on a GPU.")
-    ] = MixedPrecisionMode.auto,
-    xla: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = False,
-    require_gpu: Annotated[bool, typer.Option(help="Fail at once when there is no GPU.")] = False,
+    checkpoint_dir: CheckpointOption = "",
+    early_stopping_patience: PatienceOption = 0,
+    mixed_precision: MixedPrecisionOption = MixedPrecisionMode.auto,
+    xla: XlaOption = False,
+    require_gpu: RequireGpuOption = False,
 ) -> None:
     """Train the seed's convnet from scratch with augmentation; rerun the same command to resume."""
     import json
@@ -188,12 +198,8 @@ class TransferMode(enum.StrEnum):
 
 @app.command("train-transfer")
 def train_transfer(
-    data: Annotated[
-        str, typer.Option(help="Prepared dataset folder or gs:// prefix (from `catsdogs prepare`).")
-    ],
-    output: Annotated[
-        str, typer.Option(help="Model folder or gs:// prefix to write (new, or this same run).")
-    ],
+    data: DataOption,
+    output: ModelOutputOption,
     backbone: Annotated[
         str,
         typer.Option(help="vgg16, mobilenet_v2, resnet50 or any keras.applications model."),
@@ -209,7 +215,7 @@ def train_transfer(
     epochs: Annotated[
         int, typer.Option(help="Epochs of the head (features) or of the frozen phase.")
     ] = 30,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    batch_size: BatchSizeOption = 32,
     learning_rate: Annotated[float, typer.Option(help="RMSprop learning rate (the book).")] = 2e-5,
     fine_tune_epochs: Annotated[int, typer.Option(help="Epochs after unfreezing.")] = 10,
     fine_tune_learning_rate: Annotated[
@@ -232,19 +238,12 @@ def train_transfer(
         str,
         typer.Option(help="Features cache folder or gs:// prefix; default: the local cache."),
     ] = "",
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling, augmentation.")] = 1337,
-    checkpoint_dir: Annotated[
-        str,
-        typer.Option(help="Per-epoch checkpoints (local or gs://); default <output>/.checkpoint."),
-    ] = "",
-    early_stopping_patience: Annotated[
-        int, typer.Option(help="Stop after N epochs without a lower val_loss (0 = off).")
-    ] = 0,
-    mixed_precision: Annotated[
-        MixedPrecisionMode, typer.Option(help="mixed_float16: auto = only on a GPU.")
-    ] = MixedPrecisionMode.auto,
-    xla: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = False,
-    require_gpu: Annotated[bool, typer.Option(help="Fail at once when there is no GPU.")] = False,
+    seed: SeedOption = 1337,
+    checkpoint_dir: CheckpointOption = "",
+    early_stopping_patience: PatienceOption = 0,
+    mixed_precision: MixedPrecisionOption = MixedPrecisionMode.auto,
+    xla: XlaOption = False,
+    require_gpu: RequireGpuOption = False,
 ) -> None:
     """Train an ImageNet backbone + new head; rerun the same command to resume."""
     import json
@@ -715,4 +714,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
