@@ -27,7 +27,7 @@ def check_image(reference: str) -> str:
             return reference
         raise ValueError(
             f"The component image {reference!r} has a malformed digest: expected "
-            "@sha256:<64 lowercase hex>; set CATSDOGS_IMAGE or images/IMAGE to a pinned reference."
+            "@sha256:<64 lowercase hex>; set CATSDOGS_IMAGE to a pinned reference (or build one: make images REGISTRY=... TAG=...)."
         )
     last = reference.rsplit("/", 1)[-1]
     tag = last.partition(":")[2] if ":" in last else ""
@@ -35,7 +35,7 @@ def check_image(reference: str) -> str:
         raise ValueError(
             f"The component image {reference!r} is not pinned: expected a version tag or digest "
             "(e.g. registry/catsdogs-gpu:0.1.0 or ...@sha256:<64 hex>); set CATSDOGS_IMAGE "
-            "or images/IMAGE to a pinned reference."
+            "to a pinned reference (or build one: make images REGISTRY=... TAG=...)."
         )
     return reference
 

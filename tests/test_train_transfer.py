@@ -411,3 +411,17 @@ def test_cli_user_errors_exit_2_and_write_nothing(
     assert result.exit_code == 2
     assert "looks offline: pass --weights with a local path or gs:// URI" in result.output
     assert not out.exists()
+
+
+@needs(VGG16_WEIGHTS)
+def test_imagenet_uses_weights_baked_into_the_image(tmp_path: Path, monkeypatch) -> None:
+    spec = backbones.backbone_spec("vgg16")
+    baked = tmp_path / "models"
+    baked.mkdir()
+    (baked / spec.weights_file).symlink_to(VGG16_WEIGHTS)
+    monkeypatch.setenv("CATSDOGS_WEIGHTS_DIR", str(baked))
+    path, fingerprint = backbones.fetch_weights("imagenet", spec)
+    assert path == str(baked / spec.weights_file)
+    assert fingerprint.startswith("sha256:") and len(fingerprint) == len("sha256:") + 64
+    monkeypatch.setenv("CATSDOGS_WEIGHTS_DIR", str(tmp_path / "empty"))
+    assert backbones.fetch_weights("imagenet", spec) == ("imagenet", "imagenet:VGG16")

@@ -2,12 +2,14 @@
 
 Everything configurable from the environment is read here, so a reader can see every knob at once:
 
-- ``CATSDOGS_IMAGE``: the container image the pipeline's components run from. Its default comes
-  from ``images/IMAGE`` (one line, ``registry/name:tag``), which ``make images`` builds and pushes.
+- ``CATSDOGS_IMAGE``: the container image the pipeline's components run from. Its default is
+  ``DEFAULT_IMAGE`` below, the one place the reference lives; ``make images`` reads it from here.
 - ``STORAGE_EMULATOR_HOST``: when set, google-cloud-storage talks to that endpoint (fake-gcs-server
   in tests) with anonymous credentials.
 - ``GOOGLE_CLOUD_PROJECT``: the project for new storage clients (optional; buckets are global).
 - ``CATSDOGS_CACHE``: where downloaded sources and datasets are cached (default ``~/.cache/catsdogs``).
+- ``CATSDOGS_WEIGHTS_DIR``: ImageNet notop weight files baked into the GPU image at build time
+  (under their Keras file names); ``--weights imagenet`` uses them before trying to download.
 - ``KFP_HOST``, ``KFP_NAMESPACE``, ``KFP_TOKEN``: the Kubeflow Pipelines endpoint, profile namespace
   and bearer token for ``catsdogs submit`` / ``catsdogs schedule`` (options override them).
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# The image reference the pipeline compiles with. Kept in sync with images/IMAGE by a test.
+# The image reference the pipeline compiles with (``make images REGISTRY=... TAG=...`` overrides its parts).
 DEFAULT_IMAGE = "ghcr.io/catsdogs/catsdogs-gpu:0.1.0"
 
 
@@ -34,6 +36,12 @@ def storage_emulator_host() -> str | None:
 def gcp_project() -> str | None:
     """The Google Cloud project for new storage clients, if one is configured."""
     return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT") or None
+
+
+def weights_dir() -> Path | None:
+    """Where the image baked ImageNet weights (``CATSDOGS_WEIGHTS_DIR``), if anywhere."""
+    value = os.environ.get("CATSDOGS_WEIGHTS_DIR")
+    return Path(value) if value else None
 
 
 def cache_dir() -> Path:

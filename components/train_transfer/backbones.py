@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from catsdogs.components.common import config, storage
+from catsdogs.components.common.records import sha256_file
 
 IMAGENET = "imagenet"
 RANDOM = "none"  # random initialisation: structure tests and smoke runs only
@@ -156,15 +157,6 @@ def preprocess_layer(spec: BackboneSpec) -> Any:
 # ------------------------------------------------------------------------------- weights
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a local file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_weights(weights: str, spec: BackboneSpec) -> tuple[str, str]:
     """Resolve a ``weights`` setting to what Keras takes, plus a fingerprint of the values.
 
@@ -176,6 +168,11 @@ def fetch_weights(weights: str, spec: BackboneSpec) -> tuple[str, str]:
         ``(keras_weights, fingerprint)``: ``keras_weights`` is ``imagenet``, ``none`` or a local file
         path (gs:// files are downloaded once into the cache, keyed by URI and generation).
     """
+    if weights == IMAGENET:
+        baked = config.weights_dir()
+        if baked and spec.weights_file and (baked / spec.weights_file).is_file():
+            path = baked / spec.weights_file  # baked into the image at build time
+            return str(path), f"sha256:{sha256_file(path)}"
     if weights in (IMAGENET, RANDOM):
         return weights, f"{weights}:{spec.constructor}"
     hint = f"a notop weights file for {spec.constructor}" + (
