@@ -110,7 +110,7 @@ def main() -> int:
             "test_loss": round(loss, 4),
             "goal": goal,
             "book": book,
-            "meets_goal": None if goal is None else accuracy >= goal,
+            "meets_goal": None if goal is None else round(accuracy, 4) >= goal,
             "epochs_run": result.metrics["epochs_run"],
             "best_val_accuracy": result.metrics.get("best_val_accuracy"),
             "best_val_accuracy_epoch": result.metrics.get("best_val_accuracy_epoch"),
