@@ -103,7 +103,8 @@ TRAIN_PER_CLASS ?= 50
 VAL_PER_CLASS ?= 25
 TEST_PER_CLASS ?= 25
 SCRATCH_EPOCHS ?= 5
-TRANSFER_EPOCHS ?= 5
+# Transfer runs in features mode: the backbone runs once; each head epoch takes under a second.
+TRANSFER_EPOCHS ?= 30
 TRAINERS ?= both
 VGG16_FILE := $(SHARED)/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
 WEIGHTS ?= $(if $(wildcard $(VGG16_FILE)),$(abspath $(VGG16_FILE)),imagenet)

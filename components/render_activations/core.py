@@ -8,7 +8,7 @@ folder (local or gs://) gets:
     <NN>-<image>/channel-<layer>-<c>.png       chosen channels of one layer, enlarged
     <NN>-<image>/layers/<KK>-<layer>.png       every channel of every conv/pooling layer, tiled
     curves.png                                 training curves from the model's history.json
-    index.html                                 one page embedding all of the above (base64)
+    index.html                                 one page embedding all of the above (base64 JPEG copies)
 
 Convolution and pooling layers inside a nested backbone (``vgg16`` in a transfer model) are
 reached by feeding the outer layers first: a prefix model runs the outer graph up to the backbone's
@@ -243,20 +243,29 @@ def _shrink(channel: np.ndarray, max_cell: int) -> np.ndarray:
 
 
 def channel_grid(
-    activation: np.ndarray, columns: int = 16, min_cell: int = 32, max_cell: int = 48
+    activation: np.ndarray,
+    columns: int = 16,
+    min_cell: int = 32,
+    max_cell: int = 48,
+    max_pixels: int = 262_144,
 ) -> np.ndarray:
     """All channels of one ``[H, W, C]`` activation tiled into an RGB picture (viridis, dead=black).
 
     Small maps are enlarged (nearest) to at least ``min_cell`` pixels, large ones shrunk to at most
-    ``max_cell``, so a 64-channel 150x150 layer stays a picture a browser shows at once.
+    ``max_cell``, so a 64-channel 150x150 layer stays a picture a browser shows at once. Layers
+    with hundreds of channels (deep backbones) get smaller cells, so that no grid holds much more
+    than ``max_pixels`` and the page that embeds ~50 of them stays loadable in the KFP UI.
     """
     height, width, count = activation.shape
     scaled = normalize_channels(activation)
     span = activation.max(axis=(0, 1)) - activation.min(axis=(0, 1))
-    factor = max(1, -(-min_cell // max(height, width)))
+    side = max(height, width)
+    budget_cell = max(4, int((max_pixels / count) ** 0.5))  # longest cell side within the budget
+    factor = max(1, min(-(-min_cell // side), budget_cell // side))
     cells = [_upscale(scaled[..., c], factor) for c in range(count)]
-    if max(height, width) > max_cell:
-        cells = [_shrink(cell, max_cell) for cell in cells]
+    largest = min(max_cell, budget_cell)
+    if side > largest:
+        cells = [_shrink(cell, largest) for cell in cells]
     cell_h, cell_w = cells[0].shape
     gap = 1
     columns = min(columns, count)
@@ -290,6 +299,15 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45)
     )
     colored = colormaps["jet"](np.asarray(resized) / 255.0)[..., :3] * 255
     return np.clip((1 - alpha) * image + alpha * colored, 0, 255).astype(np.uint8)
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 85) -> bytes:
+    """Encode an RGB ``uint8`` array as JPEG (the page's embedded copies)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -427,6 +445,7 @@ def render(
     history = json.loads(storage.read_text(history_uri)) if storage.exists(history_uri) else None
 
     pictures: dict[str, bytes] = {}
+    embedded: dict[str, bytes] = {}
     sections: list[str] = []
     predictions: list[dict[str, Any]] = []
     for number, (name, original) in enumerate(sources, start=1):
@@ -440,15 +459,18 @@ def render(
         entry: list[tuple[str, str]] = []
 
         def add(
-            relative: str, data: bytes, caption: str, entry: list[tuple[str, str]] = entry
+            relative: str, picture: np.ndarray, caption: str, entry: list[tuple[str, str]] = entry
         ) -> None:
-            pictures[relative] = data
+            pictures[relative] = png_bytes(picture)
+            # The page embeds JPEG copies: a deep backbone has ~50 layer grids per image, and
+            # lossless copies would make a page of tens of MB that the KFP UI cannot show.
+            embedded[relative] = jpeg_bytes(picture)
             entry.append((relative, caption))
 
-        add(f"{folder}/input.png", png_bytes(model_view), f"{name} as the model sees it")
+        add(f"{folder}/input.png", model_view, f"{name} as the model sees it")
         add(
             f"{folder}/gradcam.png",
-            png_bytes(overlay_heatmap(model_view, heatmap)),
+            overlay_heatmap(model_view, heatmap),
             f"Grad-CAM at {cam_layer.path} for the predicted class {label} "
             f"(P({classes[1]}) = {probability:.3f})",
         )
@@ -456,17 +478,17 @@ def render(
         for channel in resolve_channels(chosen, chosen_value.shape[-1], config.channels):
             add(
                 f"{folder}/channel-{_slug(chosen.path)}-{channel}.png",
-                png_bytes(enlarged_channel(chosen_value, channel)),
+                enlarged_channel(chosen_value, channel),
                 f"{chosen.path}, channel {channel}",
             )
         for index, ref in enumerate(refs, start=1):
             value = activations[ref.path][0]
             add(
                 f"{folder}/layers/{index:02d}-{_slug(ref.path)}.png",
-                png_bytes(channel_grid(value, config.columns)),
+                channel_grid(value, config.columns),
                 f"{ref.path}: {value.shape[0]}x{value.shape[1]}, {value.shape[2]} channels",
             )
-        sections.append(_section(name, label, probability, classes, entry, pictures))
+        sections.append(_section(name, label, probability, classes, entry, embedded))
     curves = curves_png(history) if history is not None else None
     if curves:
         pictures["curves.png"] = curves
@@ -488,10 +510,10 @@ def _section(
     probability: float,
     classes: list[str],
     entry: list[tuple[str, str]],
-    pictures: dict[str, bytes],
+    embedded: dict[str, bytes],
 ) -> str:
     figures = "".join(
-        f'<figure><img src="{evaluate_core.data_uri(pictures[relative], "image/png")}" '
+        f'<figure><img src="{evaluate_core.data_uri(embedded[relative], "image/jpeg")}" '
         f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
         for relative, caption in entry
     )
