@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import inspect
+import io
 import re
 from pathlib import Path
 
@@ -77,10 +78,17 @@ def test_nested_probe_matches_a_manual_forward_pass(model_dirs):
     assert probability == pytest.approx(float(model(batch)[0, 0]), rel=1e-5)
 
 
-def _embedded_pngs(page: str) -> list[bytes]:
+def _embedded_images(page: str) -> list[bytes]:
+    """The pictures index.html embeds (PNG curves, JPEG copies of everything else)."""
     return [
-        base64.b64decode(b) for b in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+        base64.b64decode(b)
+        for b in re.findall(r"data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)", page)
     ]
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
 
 
 def test_render_flat_model_from_test_split(tmp_path, tiny_dataset, model_dirs):
@@ -105,9 +113,10 @@ def test_render_flat_model_from_test_split(tmp_path, tiny_dataset, model_dirs):
         assert grid.size == (8 * 60 + 7, 60)
     assert (out / "curves.png").is_file()
     page = (out / "index.html").read_text()
-    pngs = _embedded_pngs(page)
-    assert len(pngs) == len(result.files) - 1  # every PNG file, and only them
-    assert sorted(pngs) == sorted(p.read_bytes() for p in out.rglob("*.png"))
+    embedded = _embedded_images(page)
+    assert len(embedded) == len(result.files) - 1  # a copy of every PNG file, and only them
+    # Same pictures at the same sizes (the page's copies are JPEG, the files lossless PNG).
+    assert sorted(map(_size, embedded)) == sorted(_size(p.read_bytes()) for p in out.rglob("*.png"))
     assert len(result.predictions) == 4 and all(0 <= p["p"] <= 1 for p in result.predictions)
 
 
@@ -160,7 +169,9 @@ def test_wrapper_writes_html(tmp_path, tiny_dataset, model_dirs):
     )
     page = Path(report.path).read_text()
     assert "vgg16/block1_pool, channel 2" in page and "Grad-CAM at vgg16/block2_conv1" in page
-    assert len(_embedded_pngs(page)) == 2 * (2 + 2 + 5)  # 2 images: input+cam, 2 channels, 5 layers
+    assert len(_embedded_images(page)) == 2 * (
+        2 + 2 + 5
+    )  # 2 images: input+cam, 2 channels, 5 layers
     defaults = core.RenderConfig()
     wrapper = inspect.signature(render_activations.python_func).parameters
     assert wrapper["layer"].default == defaults.layer
