@@ -11,7 +11,8 @@
 #        images/stage-context.sh with the weights of ../shared/weights (the build has no internet
 #        to storage.googleapis.com here).
 # run:   as the image's non-root user with --network none: catsdogs --help, catsdogs prepare on a few
-#        real photos mounted read-only, a one-epoch catsdogs train-scratch on its output, and the
+#        real photos mounted read-only, a one-epoch catsdogs train-scratch on its output, a one-epoch
+#        catsdogs train-transfer --weights imagenet (offline: the baked weights), and the
 #        train_scratch KFP component run as the KFP launcher runs it (images/kfp_command.py).
 #
 # Needs root and the Debian packages podman, buildah, debootstrap and runc (installed with apt-get
@@ -130,6 +131,9 @@ run_image() {
         --train-per-class "$train" --val-per-class "$rest" --test-per-class "$rest"
     in_container catsdogs train-scratch --data /out/dataset --output /out/model \
         --epochs 1 --batch-size 8
+    # --weights imagenet with no network: must use the weights baked into the image.
+    in_container catsdogs train-transfer --data /out/dataset --output /out/transfer \
+        --weights imagenet --epochs 1 --batch-size 8
     say "The train_scratch KFP component, run the way the KFP launcher runs it (sh -ec ... executor_main)"
     local kfp_command=()
     mapfile -d '' -t kfp_command < <(
@@ -145,6 +149,7 @@ run_image() {
     (cd "$WORK/out" && find . -type f | sort)
     [[ -s $WORK/out/dataset/manifest.json ]] || die "prepare wrote no dataset/manifest.json"
     [[ -s $WORK/out/model/model.keras ]] || die "train-scratch wrote no model/model.keras"
+    [[ -s $WORK/out/transfer/model.keras ]] || die "train-transfer wrote no transfer/model.keras"
     [[ -s $WORK/out/kfp/executor_output.json ]] || die "the KFP component wrote no executor_output.json"
     say "image-test passed"
 }
