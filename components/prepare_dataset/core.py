@@ -567,7 +567,12 @@ def validate_image(
         return _Outcome(False, reason, original, (0, 0), 0), b""
     except Exception as error:  # noqa: BLE001 - any decode failure quarantines the file
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        reason = f"cannot decode: {message}"
+        if "truncated" in message.lower():
+            # Pillow words it differently by where the data ends ("image file is truncated (2
+            # bytes not processed)", "Truncated File Read"): one reason, the detail in brackets.
+            reason = f"cannot decode: image file is truncated ({message})"
+        else:
+            reason = f"cannot decode: {message}"
         return _Outcome(False, reason, original, (0, 0), 0), b""
     data = buffer.getvalue()
     return _Outcome(True, "", original, rgb.size, len(data)), data
