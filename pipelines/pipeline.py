@@ -203,6 +203,15 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
         evaluation: Artifact
         accuracy: float
 
+    def evaluated(trained: Any, data: Any, display_name: str) -> Trained:
+        """Evaluate a training task's model on the test split; the branch's outputs."""
+        scored = on_gpu(evaluate(model=trained.outputs["model"], data=data), display_name)
+        return Trained(
+            model=trained.outputs["model"],
+            evaluation=scored.outputs["evaluation"],
+            accuracy=scored.outputs["Output"],
+        )
+
     @dsl.pipeline(name="scratch-branch", description="Train the CNN from scratch and evaluate it.")
     def scratch_branch(
         data: Input[Dataset],
@@ -224,14 +233,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
             ),
             "train from scratch",
         )
-        scored = on_gpu(
-            evaluate(model=trained.outputs["model"], data=data), "evaluate scratch model"
-        )
-        return Trained(
-            model=trained.outputs["model"],
-            evaluation=scored.outputs["evaluation"],
-            accuracy=scored.outputs["Output"],
-        )
+        return evaluated(trained, data, "evaluate scratch model")
 
     @dsl.pipeline(name="transfer-branch", description="Train the transfer model and evaluate it.")
     def transfer_branch(
@@ -258,14 +260,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
             ),
             "train transfer model",
         )
-        scored = on_gpu(
-            evaluate(model=trained.outputs["model"], data=data), "evaluate transfer model"
-        )
-        return Trained(
-            model=trained.outputs["model"],
-            evaluation=scored.outputs["evaluation"],
-            accuracy=scored.outputs["Output"],
-        )
+        return evaluated(trained, data, "evaluate transfer model")
 
     @dsl.pipeline(name="finish", description="Render activations; promote if a champion is set.")
     def finish(

@@ -225,8 +225,6 @@ def write_bytes(
             raise ValueError("if_generation_match other than 0 only applies to gs:// URIs.")
         _write_local_atomic(Path(uri), data, if_absent=if_absent or if_generation_match == 0)
         return
-    from google.api_core import exceptions as gexc
-
     generation = 0 if if_absent else if_generation_match
     blob = _blob(uri)
     try:
@@ -243,8 +241,6 @@ def write_bytes(
                 f"Refusing to overwrite {uri}: it already exists. Choose another output location "
                 "or delete the existing object first."
             ) from error
-        raise
-    except gexc.GoogleAPICallError:
         raise
 
 

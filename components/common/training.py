@@ -843,6 +843,35 @@ class TrainingResult:
     kind: str = ""
 
 
+def run_record(
+    kind: str, data: str, settings: TrainingSettings, manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """What run.json records about a run: trainer, data, settings, classes, versions, host."""
+    import keras
+    import tensorflow as tf
+
+    return {
+        "kind": kind,
+        "data": str(data),
+        "settings": settings.to_dict(),
+        "classes": manifest["classes"],
+        "versions": {
+            "python": sys.version.split()[0],
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "host": platform.node(),
+        "started_unix": int(time.time()),
+    }
+
+
+def finished_result(output: str, kind: str) -> TrainingResult:
+    """The result of a run that ``output`` already holds complete (nothing is retrained)."""
+    metrics = _read_json(storage.join(output, METRICS_FILE))
+    history = _read_json(storage.join(output, HISTORY_FILE))
+    return TrainingResult(output, metrics, history, "complete", kind)
+
+
 def run_training(
     *,
     kind: str,
@@ -877,30 +906,13 @@ def run_training(
         RunConflictError: the output or checkpoint folder holds a different run.
         GpuRequiredError: ``require_gpu`` without a GPU.
     """
-    import keras
-    import tensorflow as tf
-
     require_gpu_or_fail(settings.require_gpu)
     manifest = records.load_manifest(data)
     identity = run_identity(kind, settings, manifest)
-    record = {
-        "kind": kind,
-        "data": str(data),
-        "settings": settings.to_dict(),
-        "classes": manifest["classes"],
-        "versions": {
-            "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        },
-        "host": platform.node(),
-        "started_unix": int(time.time()),
-    }
+    record = run_record(kind, data, settings, manifest)
     if output_status(output, identity) == "complete":
         log(f"{output} already holds this finished run; nothing to do.")
-        metrics = _read_json(storage.join(output, METRICS_FILE))
-        history = _read_json(storage.join(output, HISTORY_FILE))
-        return TrainingResult(output, metrics, history, "complete", kind)
+        return finished_result(output, kind)
     checkpoint = checkpoint_location(output, settings)
     device = setup_device(settings)
     try:

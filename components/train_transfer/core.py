@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -446,9 +445,6 @@ def train_transfer(
         training.RunConflictError: the output or checkpoint folder holds a different run.
         training.GpuRequiredError: ``require_gpu`` without a GPU.
     """
-    import keras
-    import tensorflow as tf
-
     settings = settings or TransferSettings()
     say: training.Log = log or _print
     training.require_gpu_or_fail(settings.require_gpu)
@@ -456,25 +452,8 @@ def train_transfer(
     identity = training.run_identity(KIND, settings, manifest)
     if training.output_status(output, identity) == "complete":
         say(f"{output} already holds this finished run; nothing to do.")
-        return training.TrainingResult(
-            output,
-            json.loads(storage.read_text(storage.join(output, training.METRICS_FILE))),
-            json.loads(storage.read_text(storage.join(output, training.HISTORY_FILE))),
-            "complete",
-            KIND,
-        )
-    record = {
-        "kind": KIND,
-        "data": str(data),
-        "settings": settings.to_dict(),
-        "classes": manifest["classes"],
-        "versions": {
-            "python": sys.version.split()[0],
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        },
-        "started_unix": int(time.time()),
-    }
+        return training.finished_result(output, KIND)
+    record = training.run_record(KIND, data, settings, manifest)
     checkpoint = training.checkpoint_location(output, settings)
     device = training.setup_device(settings)
     extra: dict[str, Any] = {"backbone": settings.backbone, "mode": settings.mode}
