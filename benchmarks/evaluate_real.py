@@ -1,7 +1,7 @@
 """Evaluation, rendering, prediction and promotion on real photos (the issue's "done when").
 
 Prepares a split of ../shared/data/dogs-vs-cats/train-6000 (or takes --data), trains the scratch
-model briefly (or takes --model), then times: ``evaluate`` (metrics.json + report), ``render``
+model briefly (or takes --model), then times: ``evaluate`` (evaluation.json + report), ``render``
 (grids, chosen channels, Grad-CAM, index.html), ``predict`` over the original-size photos, and two
 concurrent promotions into a fresh local champion. Prints one JSON summary; open the report and
 the render page under --output.
@@ -39,7 +39,10 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from catsdogs.components.evaluate import champion, core, predict
+    from catsdogs.components.evaluate import core
+    from catsdogs.components.evaluate.metrics import SCALARS
+    from catsdogs.components.predict import core as predict
+    from catsdogs.components.promote import core as champion
     from catsdogs.components.render_activations import core as render
 
     out = Path(args.output)
@@ -107,7 +110,7 @@ def main() -> int:
 
     summary = {
         "test_count": result.metrics["test_count"],
-        **{k: result.metrics[k] for k in core.SCALARS},
+        **{k: result.metrics[k] for k in SCALARS},
         "confusion_matrix": result.metrics["confusion_matrix"],
         "report": str(out / "evaluation" / "report.html"),
         "render_page": str(out / "render" / "index.html"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from catsdogs.components.evaluate import core
+from catsdogs.components.evaluate.metrics import binary_metrics, roc_auc, roc_curve, thin_roc
 from typer.testing import CliRunner
 
 from tests.tiny_models import flat_model, nested_model, save_model_dir
@@ -19,7 +20,7 @@ SCORES = np.array([0.1, 0.6, 0.3, 0.8, 0.4, 0.9, 0.7, 0.2])
 
 
 def test_metrics_match_hand_computed_values():
-    metrics = core.binary_metrics(LABELS, SCORES, 0.5)
+    metrics = binary_metrics(LABELS, SCORES, 0.5)
     # Predictions at 0.5: [0, 1, 0, 1, 0, 1, 1, 0] -> TN 3, FP 1, FN 1, TP 3.
     assert metrics["confusion_matrix"] == [[3, 1], [1, 3]]
     assert metrics["accuracy"] == pytest.approx(6 / 8)
@@ -33,7 +34,7 @@ def test_metrics_match_hand_computed_values():
 
 
 def test_roc_curve_points_and_ties():
-    fpr, tpr, thresholds = core.roc_curve(LABELS, SCORES)
+    fpr, tpr, thresholds = roc_curve(LABELS, SCORES)
     # Thresholds 1.9 (nothing positive), then each score in decreasing order.
     assert thresholds[0] == pytest.approx(1.9)
     assert list(thresholds[1:]) == sorted(SCORES, reverse=True)
@@ -43,24 +44,24 @@ def test_roc_curve_points_and_ties():
     at = list(thresholds).index(0.6)
     assert (fpr[at], tpr[at]) == (0.25, 0.75)
     # A tie between a positive and a negative counts one half.
-    assert core.roc_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.2, 0.9])) == 0.875
-    fpr, tpr, thresholds = core.roc_curve(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.2, 0.9]))
+    assert roc_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.2, 0.9])) == 0.875
+    fpr, tpr, thresholds = roc_curve(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.2, 0.9]))
     assert len(thresholds) == 4  # 0.5 appears once
 
 
 def test_degenerate_cases_do_not_crash_or_give_nan():
-    one_class = core.binary_metrics(np.ones(4, int), np.array([0.9, 0.8, 0.2, 0.7]))
+    one_class = binary_metrics(np.ones(4, int), np.array([0.9, 0.8, 0.2, 0.7]))
     assert one_class["roc_auc"] is None
     assert one_class["recall"] == pytest.approx(3 / 4)
-    nothing_positive = core.binary_metrics(np.array([0, 1, 0, 1]), np.full(4, 0.1))
+    nothing_positive = binary_metrics(np.array([0, 1, 0, 1]), np.full(4, 0.1))
     assert nothing_positive["precision"] == 0.0
     assert nothing_positive["f1"] == 0.0
     assert nothing_positive["roc_auc"] == 0.5
-    certain = core.binary_metrics(np.array([0, 1]), np.array([0.0, 1.0]))
+    certain = binary_metrics(np.array([0, 1]), np.array([0.0, 1.0]))
     assert math.isfinite(certain["loss"]) and certain["loss"] < 1e-6
     json.dumps(one_class, allow_nan=False)  # strict JSON: no NaN or Infinity anywhere
     with pytest.raises(ValueError, match="empty"):
-        core.binary_metrics(np.array([], int), np.array([]))
+        binary_metrics(np.array([], int), np.array([]))
 
 
 def test_config_rejects_bad_values():
@@ -84,7 +85,7 @@ def test_evaluate_writes_metrics_figures_and_report(tmp_path, tiny_dataset, flat
         flat_dir, data, str(tmp_path / "eval"), core.EvaluateConfig(batch_size=4)
     )
     out = tmp_path / "eval"
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "evaluation.json").read_text())
     assert {"accuracy", "loss", "precision", "recall", "f1", "roc_auc"} <= set(metrics)
     assert metrics["classes"] == ["cat", "dog"]
     assert metrics["test_count"] == 10 and metrics["test_per_class"] == {"cat": 5, "dog": 5}
@@ -96,7 +97,7 @@ def test_evaluate_writes_metrics_figures_and_report(tmp_path, tiny_dataset, flat
         split = records.read_split(folder, manifest, "test", (32, 32)).batch(3)
         labels = np.concatenate([y.numpy() for _, y in split])
         scores = model.predict(split.map(lambda x, y: x), verbose=0).ravel()
-    expected = core.binary_metrics(labels, scores)
+    expected = binary_metrics(labels, scores)
     for name in ("accuracy", "precision", "recall", "f1"):
         assert metrics[name] == pytest.approx(expected[name]), name
     assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)
@@ -122,8 +123,8 @@ def test_evaluate_nested_model_on_gcs(bucket, tiny_dataset, tmp_path):
     storage.upload_dir(local_model, f"{bucket}/model")
     result = core.evaluate(f"{bucket}/model", data, f"{bucket}/eval")
     names = storage.list_files(f"{bucket}/eval")
-    assert names == ["confusion.png", "metrics.json", "report.html", "roc.png"]
-    stored = json.loads(storage.read_text(f"{bucket}/eval/metrics.json"))
+    assert names == ["confusion.png", "evaluation.json", "report.html", "roc.png"]
+    stored = json.loads(storage.read_text(f"{bucket}/eval/evaluation.json"))
     assert stored["test_count"] == 6 and stored["model"] == f"{bucket}/model"
     assert stored["accuracy"] == result.metrics["accuracy"]
 
@@ -145,7 +146,7 @@ def test_wrapper_logs_kfp_metrics(tmp_path, tiny_dataset, flat_dir):
         classification=classification,
         report=report,
     )
-    stored = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    stored = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
     assert accuracy == stored["accuracy"]
     assert metrics.metadata["accuracy"] == stored["accuracy"]
     assert metrics.metadata["test_count"] == 6
@@ -160,7 +161,7 @@ def test_wrapper_logs_kfp_metrics(tmp_path, tiny_dataset, flat_dir):
 
 def test_thin_roc_keeps_ends():
     roc = {k: [float(i) for i in range(1000)] for k in ("fpr", "tpr", "thresholds")}
-    thin = core.thin_roc(roc, 50)
+    thin = thin_roc(roc, 50)
     assert len(thin["fpr"]) == 50 and thin["fpr"][0] == 0.0 and thin["fpr"][-1] == 999.0
 
 
@@ -211,7 +212,7 @@ def test_evaluate_refuses_to_overwrite_another_models_evaluation(tmp_path, tiny_
     first = core.evaluate(flat_dir, data, out)
     assert core.evaluate(flat_dir, data, out).metrics["accuracy"] == first.metrics["accuracy"]
     other = save_model_dir(nested_model(), tmp_path / "other")
-    before = (tmp_path / "eval" / "metrics.json").read_text()
+    before = (tmp_path / "eval" / "evaluation.json").read_text()
     with pytest.raises(FileExistsError, match="another model or test split"):
         core.evaluate(other, data, out)
-    assert (tmp_path / "eval" / "metrics.json").read_text() == before
+    assert (tmp_path / "eval" / "evaluation.json").read_text() == before

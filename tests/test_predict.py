@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from catsdogs.components.common import images, storage
-from catsdogs.components.evaluate import predict as predictor
+from catsdogs.components.predict import core as predictor
 from typer.testing import CliRunner
 
 from tests.conftest import ORIGINAL_SIZE, needs

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from catsdogs.components.common import storage
-from catsdogs.components.evaluate import champion, core
+from catsdogs.components.evaluate import core
+from catsdogs.components.promote import core as champion
 from typer.testing import CliRunner
 
 from tests.tiny_models import save_model_dir
@@ -65,15 +66,17 @@ def assert_consistent(location: str, winner_model: str, winner_eval: str, count:
     model_bytes = storage.read_bytes(storage.join(folder, "model.keras"))
     assert model_bytes == Path(winner_model, "model.keras").read_bytes()
     assert hashlib.sha256(model_bytes).hexdigest() == record["model_sha256"]
-    stored = json.loads(storage.read_text(storage.join(folder, "metrics.json")))
-    assert stored == json.loads(Path(winner_eval, "metrics.json").read_text())
+    stored = json.loads(storage.read_text(storage.join(folder, "evaluation.json")))
+    assert stored == json.loads(Path(winner_eval, "evaluation.json").read_text())
     assert record["score"] == stored["accuracy"]
     files = [n for n in storage.list_files(location) if n.startswith("versions/")]
     versions = {n.split("/")[1] for n in files}
     assert f"v{record['version']:04d}" in versions
     assert len(versions) == count  # a promotion that lost a race removed what it wrote
     for version in versions:  # every version folder is complete
-        assert {f"versions/{version}/metrics.json", f"versions/{version}/model.keras"} <= set(files)
+        assert {f"versions/{version}/evaluation.json", f"versions/{version}/model.keras"} <= set(
+            files
+        )
     assert ".champion.lock" not in storage.list_files(location)
     assert champion.champion_model_dir(location) == folder
     return record
@@ -119,6 +122,33 @@ def test_champion_measured_on_another_split_is_reevaluated(tmp_path, models, dat
     assert not result.promoted  # same decision boundary (mean brightness 120): equal is not better
     with pytest.raises(ValueError, match="another test split"):
         champion.promote(models["good2"], new_eval, data, location)
+
+
+def test_version_keeps_the_trainers_metrics_beside_the_evaluation(
+    tmp_path, models, data, evaluations
+):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(models["good"], model)
+    summary = {"best_val_accuracy": 0.75, "epochs_run": 3}
+    (model / "metrics.json").write_text(json.dumps(summary))
+    location = str(tmp_path / "champion")
+    assert champion.promote(str(model), evaluations["good"], data, location).promoted
+    version = Path(location, "versions", "v0001")
+    assert json.loads((version / "metrics.json").read_text()) == summary
+    evaluation = json.loads((version / "evaluation.json").read_text())
+    assert evaluation == json.loads(Path(evaluations["good"], "evaluation.json").read_text())
+
+
+def test_version_without_evaluation_json_is_reevaluated(tmp_path, models, data, evaluations):
+    location = str(tmp_path / "champion")
+    champion.promote(models["coin"], evaluations["coin"], data, location)
+    version = Path(location, "versions", "v0001")
+    (version / "evaluation.json").rename(version / "metrics.json")  # the layout before the rename
+    result = champion.promote(models["good"], evaluations["good"], data, location)
+    assert result.champion_reevaluated and result.champion_score == pytest.approx(0.5)
+    assert result.promoted and result.version == 2
 
 
 def _race(monkeypatch, location, models, evaluations, data, retries):
@@ -233,7 +263,7 @@ def test_stale_lock_is_reported(tmp_path, monkeypatch, models, evaluations, data
 
 def test_wrapper_and_cli(tmp_path, models, evaluations, data):
     from catsdogs.components import cli
-    from catsdogs.components.evaluate.component import promote
+    from catsdogs.components.promote.component import promote
     from kfp import dsl
 
     location = str(tmp_path / "champion")
@@ -255,7 +285,7 @@ def test_wrapper_and_cli(tmp_path, models, evaluations, data):
     bad = runner.invoke(
         cli.app, [*base, "--model", models["good"], "--evaluation", str(tmp_path), "--margin", "0"]
     )
-    assert bad.exit_code == 2 and "has no metrics.json" in bad.stderr
+    assert bad.exit_code == 2 and "has no evaluation.json" in bad.stderr
     negative = runner.invoke(
         cli.app,
         [*base, "--model", models["good"], "--evaluation", evaluations["good"], "--margin", "-1"],

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from catsdogs.components.render_activations import core
+from catsdogs.components.common.model_dir import load_model
+from catsdogs.components.render_activations import core, layers, pictures
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -31,11 +32,11 @@ def test_normalize_channels_each_on_its_own_and_dead_black():
     activation[..., 0] = [[0, 1], [2, 4]]
     activation[..., 1] = [[100, 100], [100, 300]]
     # channel 2 is dead (constant 0)
-    scaled = core.normalize_channels(activation)
+    scaled = pictures.normalize_channels(activation)
     assert scaled[..., 0].tolist() == [[0, 64], [128, 255]]
     assert scaled[..., 1].tolist() == [[0, 0], [0, 255]]
     assert scaled[..., 2].max() == 0
-    grid = core.channel_grid(activation, columns=2, min_cell=4)
+    grid = pictures.channel_grid(activation, columns=2, min_cell=4)
     # 2 columns x 2 rows of 4x4 cells with 1-pixel gaps; the dead channel's cell is black.
     assert grid.shape == (9, 9, 3)
     assert grid[5:9, 0:4].max() == 0
@@ -43,11 +44,9 @@ def test_normalize_channels_each_on_its_own_and_dead_black():
 
 
 def test_layer_discovery_flat_and_nested(model_dirs):
-    from catsdogs.components.evaluate.core import load_model
-
-    flat = core.activation_layers(load_model(model_dirs["flat"]))
+    flat = layers.activation_layers(load_model(model_dirs["flat"]))
     assert [r.path for r in flat] == ["conv1", "pool1", "conv2", "pool2"]
-    nested = core.activation_layers(load_model(model_dirs["nested"]))
+    nested = layers.activation_layers(load_model(model_dirs["nested"]))
     assert [r.path for r in nested] == [
         "vgg16_preprocess",
         "vgg16/block1_conv1",
@@ -55,25 +54,23 @@ def test_layer_discovery_flat_and_nested(model_dirs):
         "vgg16/block2_conv1",
         "vgg16/block2_pool",
     ]
-    assert core.default_layer(nested).path == "vgg16/block1_conv1"
-    assert core.find_layer(nested, "block2_conv1").path == "vgg16/block2_conv1"
+    assert layers.default_layer(nested).path == "vgg16/block1_conv1"
+    assert layers.find_layer(nested, "block2_conv1").path == "vgg16/block2_conv1"
     with pytest.raises(ValueError, match=r"valid: vgg16_preprocess, vgg16/block1_conv1"):
-        core.find_layer(nested, "dense")
+        layers.find_layer(nested, "dense")
 
 
 def test_nested_probe_matches_a_manual_forward_pass(model_dirs):
-    from catsdogs.components.evaluate.core import load_model
-
     model = load_model(model_dirs["nested"])
-    refs = core.activation_layers(model)
+    refs = layers.activation_layers(model)
     batch = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
-    values = core.build_probe(model, refs)(batch)
+    values = layers.build_probe(model, refs)(batch)
     backbone = model.get_layer("vgg16")
     pre = model.get_layer("vgg16_preprocess")(batch)
     first = backbone.get_layer("block1_conv1")(pre)
     np.testing.assert_allclose(values["vgg16/block1_conv1"], first, rtol=1e-5, atol=1e-6)
     assert values["vgg16/block2_pool"].shape == (1, 8, 8, 9)
-    heatmap, probability = core.grad_cam(model, refs[3], batch)
+    heatmap, probability = layers.grad_cam(model, refs[3], batch)
     assert heatmap.shape == (16, 16) and 0.0 <= heatmap.min() and heatmap.max() <= 1.0
     assert probability == pytest.approx(float(model(batch)[0, 0]), rel=1e-5)
 
@@ -146,9 +143,7 @@ def test_render_nested_model_on_gcs_with_chosen_channels(bucket, tmp_path, model
 
 
 def test_default_channels_are_clipped(model_dirs):
-    from catsdogs.components.evaluate.core import load_model
-
-    refs = core.activation_layers(load_model(model_dirs["nested"]))
+    refs = layers.activation_layers(load_model(model_dirs["nested"]))
     assert core.resolve_channels(refs[1], 5, ()) == [4]  # 4 and 7 -> 4, 4 with 5 channels
     assert core.resolve_channels(refs[1], 64, ()) == [4, 7]
 
@@ -209,5 +204,5 @@ def test_cli_render_and_errors(tmp_path, model_dirs):
 
 def test_large_maps_are_shrunk_in_the_grid():
     activation = np.random.default_rng(0).uniform(size=(150, 150, 20))
-    grid = core.channel_grid(activation, columns=16, max_cell=96)
+    grid = pictures.channel_grid(activation, columns=16, max_cell=96)
     assert grid.shape == (2 * 96 + 1, 16 * 96 + 15, 3)

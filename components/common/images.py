@@ -1,4 +1,4 @@
-"""Loading single images for prediction and rendering: local files, folders and gs:// prefixes.
+"""Single images for prediction and rendering: loading (files, folders, gs://) and encoding.
 
 Images are decoded with Pillow, EXIF orientation is applied and the result is RGB ``uint8``, the
 same conventions ``prepare_dataset`` uses for the records, so a photo predicted from disk looks to
@@ -14,12 +14,9 @@ from typing import Any
 
 import numpy as np
 from catsdogs.components.common import storage
+from catsdogs.components.common.errors import ImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-class ImageError(ValueError):
-    """An image that cannot be read or decoded."""
 
 
 @dataclass(frozen=True)
@@ -108,12 +105,28 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8))
 
 
-def thumbnail_jpeg(image: np.ndarray, max_side: int = 160, quality: int = 85) -> bytes:
-    """A small JPEG of an RGB array, for galleries embedded in HTML reports."""
+def _encode(image: np.ndarray, image_format: str, max_side: int = 0, **options: Any) -> bytes:
+    """Encode an RGB ``uint8`` array with Pillow, shrunk first to ``max_side`` when given."""
     from PIL import Image
 
     picture = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    picture.thumbnail((max_side, max_side))
+    if max_side:
+        picture.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
+    picture.save(buffer, format=image_format, **options)
     return buffer.getvalue()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An RGB ``uint8`` array as PNG (lossless)."""
+    return _encode(image, "PNG")
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 85) -> bytes:
+    """An RGB ``uint8`` array as JPEG (the copies HTML pages embed)."""
+    return _encode(image, "JPEG", quality=quality)
+
+
+def thumbnail_jpeg(image: np.ndarray, max_side: int = 160, quality: int = 85) -> bytes:
+    """A small JPEG of an RGB array, for galleries embedded in HTML reports."""
+    return _encode(image, "JPEG", max_side, quality=quality)

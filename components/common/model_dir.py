@@ -13,9 +13,104 @@ An evaluation folder holds ``evaluation.json`` (never ``metrics.json``, the trai
 
 from __future__ import annotations
 
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from catsdogs.components.common import records, storage
+from catsdogs.components.common.errors import ModelError
+
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 RUN_FILE = "run.json"
 EVALUATION_FILE = "evaluation.json"
+
+
+@contextmanager
+def local_model_file(model_dir: str) -> Iterator[Path]:
+    """The local path of ``MODEL_DIR/model.keras`` (downloaded first when it is on gs://).
+
+    Raises:
+        ModelError: The folder has no model.keras (the message lists what it holds).
+    """
+    uri = storage.join(model_dir, MODEL_FILE)
+    if not storage.exists(uri):
+        found = ""
+        if storage.is_dir(model_dir):
+            found = f" (it holds: {', '.join(storage.list_files(model_dir)[:5]) or 'nothing'})"
+        raise ModelError(
+            f"{model_dir} is not a model folder: it has no {MODEL_FILE}{found}. Point --model at "
+            "the output folder of `catsdogs train-scratch` or `catsdogs train-transfer`."
+        )
+    if not storage.is_gcs(uri):
+        yield Path(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="catsdogs-model-") as tmp:
+        local = Path(tmp, MODEL_FILE)
+        storage.download_file(uri, local)
+        yield local
+
+
+def load_model(model_dir: str) -> Any:
+    """Load ``MODEL_DIR/model.keras`` (local or gs://) for inference, with clear errors."""
+    with local_model_file(model_dir) as path:
+        return load_model_file(path, model_dir)
+
+
+def load_model_file(path: Path, model_dir: str) -> Any:
+    """Load a local model.keras that came from ``model_dir`` and check its input and output.
+
+    Raises:
+        ModelError: The file is not a Keras model, or not a binary image classifier.
+    """
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # keras raises many types for a bad file
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise ModelError(
+            f"Could not load {storage.join(model_dir, MODEL_FILE)}: {type(error).__name__}: "
+            f"{first_line}. Re-export the model with the trainer of this version of catsdogs."
+        ) from error
+    check_binary_model(model, model_dir)
+    return model
+
+
+def check_binary_model(model: Any, model_dir: str) -> None:
+    """Models here take one RGB image and output one sigmoid unit; say so when they do not."""
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    if shape is None or len(shape) != 4 or shape[-1] != 3:
+        raise ModelError(
+            f"The model in {model_dir} takes input {model.input_shape}; expected one RGB image "
+            "batch (None, height, width, 3)."
+        )
+    if tuple(model.output_shape)[-1] != 1:
+        raise ModelError(
+            f"The model in {model_dir} outputs {model.output_shape}; expected one sigmoid unit "
+            "(P of the second class)."
+        )
+
+
+def image_size(model: Any) -> tuple[int, int] | None:
+    """``(height, width)`` the model takes, or None when its input accepts any size."""
+    height, width = model.input_shape[1:3]
+    return (int(height), int(width)) if height and width else None
+
+
+def model_classes(model_dir: str) -> tuple[str, ...]:
+    """Class names recorded in the model folder's run.json, else ``records.CLASSES``."""
+    uri = storage.join(model_dir, RUN_FILE)
+    if storage.exists(uri):
+        try:
+            found = json.loads(storage.read_text(uri)).get("classes")
+        except (json.JSONDecodeError, AttributeError):
+            found = None
+        if isinstance(found, list) and len(found) == 2:
+            return tuple(str(c) for c in found)
+    return records.CLASSES

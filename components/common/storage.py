@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catsdogs.components.common.errors import StorageError
+
 GCS_SCHEME = "gs://"
 _TRANSFER_WORKERS = 8
-
-
-class StorageError(RuntimeError):
-    """A storage operation failed for a reason the user can fix (missing bucket, permissions...)."""
 
 
 class AlreadyExistsError(StorageError):

@@ -4,8 +4,9 @@ Layout of a champion location (local folder or gs:// prefix):
 
     champion.json            the pointer: which version is the champion, with its score and identity
     versions/v0001/          every model ever promoted, never overwritten:
-        metrics.json         its evaluation (metrics.json of ``evaluate``), written first
-        model.keras          + history.json, run.json, curves.png when the model folder has them
+        evaluation.json      its evaluation (from ``evaluate``), written first
+        model.keras          + metrics.json, history.json, run.json, curves.png when the model
+                             folder has them (metrics.json is the trainer's summary)
     versions/v0002/ ...
 
 The champion model is ``<champion>/<champion.json["path"]>/model.keras``; ``champion_model_dir``
@@ -29,18 +30,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import records, storage
-from catsdogs.components.evaluate import core
+from catsdogs.components.common import errors, model_dir, records, storage
+from catsdogs.components.evaluate.core import evaluate, load_evaluation
+from catsdogs.components.evaluate.metrics import SCALARS
 
 CHAMPION_FILE = "champion.json"
 VERSIONS = "versions"
-OPTIONAL_MODEL_FILES = ("history.json", "run.json", "curves.png")
+OPTIONAL_MODEL_FILES = (
+    model_dir.METRICS_FILE,
+    model_dir.HISTORY_FILE,
+    model_dir.RUN_FILE,
+    model_dir.CURVES_FILE,
+)
 HIGHER_IS_BETTER = ("accuracy", "f1", "roc_auc", "precision", "recall")
 LOCK_FILE = ".champion.lock"
 LOCK_WAIT_S = 30.0
 
 
-class PromotionConflictError(storage.StorageError):
+class PromotionConflictError(storage.StorageError, errors.CatsdogsError):
     """Another promotion changed the champion while this one was deciding or writing."""
 
 
@@ -60,13 +67,13 @@ class PromoteConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.margin < 1.0:
-            raise ValueError(f"margin must be in [0, 1), got {self.margin}.")
+            raise errors.SettingsError(f"margin must be in [0, 1), got {self.margin}.")
         if self.metric not in HIGHER_IS_BETTER:
-            raise ValueError(
+            raise errors.SettingsError(
                 f"metric must be one of {', '.join(HIGHER_IS_BETTER)}, got {self.metric!r}."
             )
         if not 0 <= self.retries <= 10:
-            raise ValueError(f"retries must be in [0, 10], got {self.retries}.")
+            raise errors.SettingsError(f"retries must be in [0, 10], got {self.retries}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,33 +180,40 @@ def _swap_pointer(champion_uri: str, record: dict[str, Any], expected: _Pointer)
 def _champion_score(
     pointer: _Pointer, champion_uri: str, data_uri: str, split_id: str, metric: str
 ) -> tuple[float | None, bool]:
-    """The champion's ``metric`` on this test split: recorded, or re-measured when it differs."""
+    """The champion's ``metric`` on this test split: recorded, or re-measured when it differs.
+
+    A version without evaluation.json (promoted before the file had that name) is re-measured.
+    """
     assert pointer.record is not None
     version_dir = storage.join(champion_uri, pointer.record["path"])
-    recorded = json.loads(storage.read_text(storage.join(version_dir, core.METRICS_FILE)))
+    evaluation_uri = storage.join(version_dir, model_dir.EVALUATION_FILE)
+    recorded = (
+        json.loads(storage.read_text(evaluation_uri)) if storage.exists(evaluation_uri) else {}
+    )
     if recorded.get("test_split_sha256") == split_id:
         value = recorded.get(metric)
         return (None if value is None else float(value)), False
     with tempfile.TemporaryDirectory(prefix="catsdogs-champion-eval-") as tmp:
-        result = core.evaluate(version_dir, data_uri, tmp)
+        result = evaluate(version_dir, data_uri, tmp)
     value = result.metrics.get(metric)
     return (None if value is None else float(value)), True
 
 
 def _write_version(
-    champion_uri: str, version: int, model_uri: str, metrics_text: str
+    champion_uri: str, version: int, model_uri: str, evaluation_text: str
 ) -> tuple[str, list[str]]:
     """Create ``versions/v<N>/`` with create-only writes; returns its relative path and the URIs written."""
     relative = f"{VERSIONS}/v{version:04d}"
     folder = storage.join(champion_uri, relative)
     written: list[str] = []
     try:
-        # metrics.json first: it claims the version name (a concurrent claimer fails here).
-        storage.write_text(storage.join(folder, core.METRICS_FILE), metrics_text, if_absent=True)
-        written.append(storage.join(folder, core.METRICS_FILE))
-        for name in (core.MODEL_FILE, *OPTIONAL_MODEL_FILES):
+        # evaluation.json first: it claims the version name (a concurrent claimer fails here).
+        claim = storage.join(folder, model_dir.EVALUATION_FILE)
+        storage.write_text(claim, evaluation_text, if_absent=True)
+        written.append(claim)
+        for name in (model_dir.MODEL_FILE, *OPTIONAL_MODEL_FILES):
             source = storage.join(model_uri, name)
-            if name != core.MODEL_FILE and not storage.exists(source):
+            if name != model_dir.MODEL_FILE and not storage.exists(source):
                 continue
             target = storage.join(folder, name)
             storage.write_bytes(target, storage.read_bytes(source), if_absent=True)
@@ -236,34 +250,37 @@ def promote(
 
     Args:
         model_uri: Model folder with model.keras.
-        evaluation_uri: Evaluation folder of that model (metrics.json from ``evaluate``).
+        evaluation_uri: Evaluation folder of that model (evaluation.json from ``evaluate``).
         data_uri: The prepared dataset the evaluation was measured on.
         champion_uri: Champion location (local folder or gs:// prefix).
         config: Margin, metric and retries.
 
     Raises:
         PromotionConflictError: Lost the race to concurrent promotions more than ``retries`` times.
-        ValueError: The evaluation was measured on another test split than ``data_uri``'s.
+        EvaluationError: ``evaluation_uri`` holds no evaluation.json.
+        ModelError: ``model_uri`` holds no model.keras.
+        SettingsError: The evaluation was measured on another test split than ``data_uri``'s, or
+            ``config.metric`` is undefined in it.
     """
     config = config or PromoteConfig()
-    evaluation = core.load_evaluation(evaluation_uri)
+    evaluation = load_evaluation(evaluation_uri)
     manifest = records.load_manifest(data_uri)
-    split_id = core.test_split_identity(manifest)
+    split_id = manifest.identity(("test",))
     if evaluation.get("test_split_sha256") != split_id:
-        raise ValueError(
+        raise errors.SettingsError(
             f"{evaluation_uri} was measured on another test split than {data_uri}'s; run "
             f"`catsdogs evaluate --model {model_uri} --data {data_uri}` and promote that evaluation."
         )
-    if not storage.exists(storage.join(model_uri, core.MODEL_FILE)):
-        raise core.ModelError(
-            f"{model_uri} has no {core.MODEL_FILE}; point --model at a model folder."
+    if not storage.exists(storage.join(model_uri, model_dir.MODEL_FILE)):
+        raise errors.ModelError(
+            f"{model_uri} has no {model_dir.MODEL_FILE}; point --model at a model folder."
         )
     if evaluation.get(config.metric) is None:
-        raise ValueError(
+        raise errors.SettingsError(
             f"{config.metric} is undefined in {evaluation_uri} (one-class test split?)."
         )
     score = float(evaluation[config.metric])
-    metrics_text = json.dumps(evaluation, indent=2, sort_keys=True)
+    evaluation_text = json.dumps(evaluation, indent=2, sort_keys=True)
     for attempt in range(config.retries + 1):
         pointer = read_pointer(champion_uri)
         champion_score, reevaluated = None, False
@@ -287,17 +304,17 @@ def promote(
                 )
         version = max([pointer.version, *_existing_versions(champion_uri)]) + 1
         try:
-            relative, written = _write_version(champion_uri, version, model_uri, metrics_text)
+            relative, written = _write_version(champion_uri, version, model_uri, evaluation_text)
             record = {
                 "version": version,
                 "path": relative,
                 "metric": config.metric,
                 "score": score,
-                "metrics": {k: evaluation.get(k) for k in core.SCALARS},
+                "metrics": {k: evaluation.get(k) for k in SCALARS},
                 "model_sha256": evaluation.get("model_sha256"),
                 "source_model": str(model_uri),
                 "test_split_sha256": split_id,
-                "source_fingerprint": manifest.get("source_fingerprint", ""),
+                "source_fingerprint": manifest.source_fingerprint,
                 "previous_version": pointer.version or None,
                 "promoted_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             }

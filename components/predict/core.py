@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from catsdogs.components.common import images, storage
-from catsdogs.components.evaluate import core
-
-DEFAULT_CLASSES = ("cat", "dog")
+from catsdogs.components.common import images, model_dir, records, storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +20,7 @@ class Prediction:
     positive: float | None = None  # P(classes[1])
     error: str | None = None
 
-    def to_dict(self, classes: tuple[str, ...] = DEFAULT_CLASSES) -> dict[str, Any]:
+    def to_dict(self, classes: tuple[str, ...] = records.CLASSES) -> dict[str, Any]:
         """JSON-ready: image, label, probability, p_<positive class>; or image, error."""
         if self.error is not None:
             return {"image": self.image, "error": self.error}
@@ -36,28 +32,15 @@ class Prediction:
         }
 
 
-def model_classes(model_uri: str) -> tuple[str, ...]:
-    """Class names recorded in the model folder's run.json, else ("cat", "dog")."""
-    uri = storage.join(model_uri, "run.json")
-    if storage.exists(uri):
-        try:
-            found = json.loads(storage.read_text(uri)).get("classes")
-        except (json.JSONDecodeError, AttributeError):
-            found = None
-        if isinstance(found, list) and len(found) == 2:
-            return tuple(str(c) for c in found)
-    return DEFAULT_CLASSES
-
-
 def predict(model_uri: str, inputs: list[str], threshold: float = 0.5) -> Iterator[Prediction]:
     """Yield one Prediction per image under ``inputs``; unreadable ones carry an ``error``.
 
-    The model is loaded first (a bad model folder raises ``core.ModelError``); after that nothing
+    The model is loaded first (a bad model folder raises ``ModelError``); after that nothing
     stops the batch: each image that cannot be read or decoded is reported and skipped.
     """
-    model = core.load_model(model_uri)
-    classes = model_classes(model_uri)
-    size = core.image_size(model)
+    model = model_dir.load_model(model_uri)
+    classes = model_dir.model_classes(model_uri)
+    size = model_dir.image_size(model)
     for source in images.expand(inputs):
         if source.error is not None:
             yield Prediction(source.uri, error=source.error)
