@@ -1,10 +1,11 @@
 """Validation throughput of prepare_dataset against a single-core Pillow full-decode baseline.
 
 Baseline: one process, ``Image.open`` + ``load()`` + ``convert("RGB")`` on every file.
-Ours: ``core.validate_all`` (header check, JPEG draft, full load, EXIF, RGB, downscale, JPEG
+Ours: ``validation.validate_all`` (header check, JPEG draft, full load, EXIF, RGB, downscale, JPEG
 re-encode) on one worker and on all cores; the 1-worker figure separates the per-image cost (ours
-also downscales and re-encodes, the baseline does not) from the parallel scaling. Goal: ours >= 0.8 x cores x baseline. The file list is repeated until
-there are at least --min-images images, so that timings are stable.
+also downscales and re-encodes, the baseline does not) from the parallel scaling. Goal: ours >=
+0.8 x cores x baseline. The file list is repeated until there are at least --min-images images, so
+that timings are stable.
 
     .venv/bin/python benchmarks/bench_prepare.py [--source DIR] [--min-images N] [--workers N]
 """
@@ -17,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from catsdogs.components.prepare_dataset import core
+from catsdogs.components.common.images import IMAGE_SUFFIXES
+from catsdogs.components.prepare_dataset import validation
+from catsdogs.components.prepare_dataset.settings import PrepareConfig
 from PIL import Image
 
 DEFAULT_SOURCE = (
@@ -38,9 +41,11 @@ def baseline(paths: list[str]) -> float:
 def ours(paths: list[str], workers: int, max_side: int, encode: bool = True) -> tuple[float, int]:
     """Images per second of our validation on ``workers`` processes, and how many were valid."""
     with tempfile.TemporaryDirectory() as spool:
-        core.validate_all(paths[:8], Path(spool), max_side, 95, workers, False, encode)  # warm-up
+        validation.validate_all(
+            paths[:8], Path(spool), max_side, 95, workers, False, encode
+        )  # warm-up
         started = time.perf_counter()
-        outcomes = core.validate_all(paths, Path(spool), max_side, 95, workers, False, encode)
+        outcomes = validation.validate_all(paths, Path(spool), max_side, 95, workers, False, encode)
         seconds = time.perf_counter() - started
     return len(paths) / seconds, sum(o.ok for o in outcomes)
 
@@ -50,19 +55,19 @@ def main() -> int:
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--min-images", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=0, help="0: all cores")
-    parser.add_argument("--max-side", type=int, default=core.PrepareConfig.max_side)
+    parser.add_argument("--max-side", type=int, default=PrepareConfig.max_side)
     args = parser.parse_args()
     if not args.source.is_dir():
         print(
             f"Error: {args.source} is not a folder; pass --source DIR of photos.", file=sys.stderr
         )
         return 2
-    files = sorted(str(p) for p in args.source.iterdir() if p.suffix.lower() in core.IMAGE_SUFFIXES)
+    files = sorted(str(p) for p in args.source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         print(f"Error: no images under {args.source}.", file=sys.stderr)
         return 2
     paths = files * max(1, -(-args.min_images // len(files)))
-    cores = core._workers(args.workers)
+    cores = validation.worker_count(args.workers)
     base = baseline(paths)
     checks, valid = ours(paths, args.workers, args.max_side, encode=False)
     single, _ = ours(paths, 1, args.max_side)

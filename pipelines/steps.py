@@ -22,9 +22,9 @@ def fingerprint_source(source: str, trainers: str) -> str:
             f"trainers must be one of both, scratch, transfer; got {trainers!r}. "
             "Set the pipeline parameter trainers to one of them."
         )
-    from catsdogs.components.prepare_dataset import core
+    from catsdogs.components.prepare_dataset import sources
 
-    return core.source_fingerprint(source)
+    return sources.source_fingerprint(source)
 
 
 def pick_better(scratch_accuracy: float, transfer_accuracy: float) -> str:

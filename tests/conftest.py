@@ -132,13 +132,7 @@ def make_tiny_dataset(
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
-    manifest: dict = {
-        "classes": list(classes),
-        "splits": {},
-        "quarantined": [],
-        "seed": seed,
-        "source_fingerprint": "synthetic",
-    }
+    manifest_splits = {}
     with tempfile.TemporaryDirectory(prefix="tiny-dataset-") as tmp:
         for split in splits:
             items = []
@@ -162,11 +156,10 @@ def make_tiny_dataset(
             file = records.shard_name(split, 0, 1)
             entry = records.write_shard(Path(tmp, file), items)
             storage.upload_file(Path(tmp, file), storage.join(str(output), file))
-            manifest["splits"][split] = {
-                "count": len(items),
-                "per_class": {name: per_class for name in classes},
-                "shards": [entry],
-            }
+            manifest_splits[split] = records.Split(
+                len(items), {name: per_class for name in classes}, (entry,)
+            )
+        manifest = records.Manifest(tuple(classes), manifest_splits, (), seed, "synthetic")
         records.write_manifest(str(output), manifest)
     return str(output)
 

@@ -9,9 +9,13 @@ import http.server
 import inspect
 import io
 import json
+import os
 import random
+import re
 import shutil
 import stat
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -19,9 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from catsdogs.components import cli
-from catsdogs.components.common import records, storage
-from catsdogs.components.prepare_dataset import core
+from catsdogs.cli import data as cli
+from catsdogs.cli.app import app
+from catsdogs.components.common import errors, records, storage
+from catsdogs.components.prepare_dataset import archives, core, sources, validation
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -52,7 +57,7 @@ def _photo(cls: str, index: int) -> bytes:
 
 def _kaggle(folder: Path, per_class: int = 5) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for cls in core.CLASSES:
+    for cls in records.CLASSES:
         for i in range(per_class):
             (folder / f"{cls}.{i}.jpg").write_bytes(_photo(cls, i))
     return folder
@@ -110,7 +115,7 @@ def _tree(root: Path) -> set[str]:
 
 
 def _splits(output: str | Path) -> str:
-    return json.dumps(records.load_manifest(output)["splits"], sort_keys=True)
+    return json.dumps(records.load_manifest(output).to_dict()["splits"], sort_keys=True)
 
 
 def _ids(output: Path, split: str) -> list[tuple[bytes, int, tuple[int, ...]]]:
@@ -160,10 +165,10 @@ def test_defaults_equal_across_dataclass_cli_and_wrapper(
         return core.PrepareResult(output, "m", "fp", {"train": 1, "val": 1, "test": 1}, 0, "")
 
     monkeypatch.setattr(core, "prepare", fake_prepare)
-    result = CliRunner().invoke(cli.app, ["prepare", "--output", str(tmp_path / "o")])
+    result = CliRunner().invoke(app, ["prepare", "--output", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert seen["cfg"] == defaults
-    assert seen["source"] == core.DEFAULT_SOURCE == cli.PETIMAGES_URL
+    assert seen["source"] == sources.DEFAULT_SOURCE == cli.DEFAULT_SOURCE
 
 
 # ------------------------------------------------------------------------------ validation
@@ -177,7 +182,7 @@ def test_bad_inputs_are_quarantined_and_good_ones_kept(tmp_path: Path) -> None:
     result = core.prepare(str(source), str(tmp_path / "out"), cfg, progress=False)
 
     manifest = records.load_manifest(tmp_path / "out")
-    reasons = {q["file"]: q["reason"] for q in manifest["quarantined"]}
+    reasons = {q.file: q.reason for q in manifest.quarantined}
     bad = {name: prefix for name, prefix in expected.items() if prefix}
     assert set(reasons) == set(bad)
     for name, prefix in bad.items():
@@ -221,13 +226,13 @@ def test_records_are_rgb_oriented_and_downscaled(tmp_path: Path) -> None:
 def test_validate_image_reasons_without_encoding(tmp_path: Path) -> None:
     expected = _bad_inputs(tmp_path)
     for name, prefix in expected.items():
-        outcome, data = core.validate_image(str(tmp_path / name), 256, 95, encode=False)
+        outcome, data = validation.validate_image(str(tmp_path / name), 256, 95, encode=False)
         assert data == b"" and outcome.ok == (prefix is None), name
         assert outcome.reason.startswith(prefix or ""), (name, outcome.reason)
     big = tmp_path / "big.jpg"
     big.write_bytes(_synthetic_jpeg(5, (1000, 600)))
-    checked, _ = core.validate_image(str(big), 256, 95, encode=False)
-    encoded, data = core.validate_image(str(big), 256, 95)
+    checked, _ = validation.validate_image(str(big), 256, 95, encode=False)
+    encoded, data = validation.validate_image(str(big), 256, 95)
     assert checked.original == encoded.original == (1000, 600)
     assert checked.encoded == (250, 150)  # JPEG draft: decoded at 1/4 scale, within 10% of 256
     assert encoded.encoded == (250, 150) and Image.open(io.BytesIO(data)).size == (250, 150)
@@ -242,18 +247,18 @@ def test_split_is_deterministic_stratified_and_listing_order_free(
     source = _kaggle(tmp_path / "src", per_class=6)
     core.prepare(str(source), str(tmp_path / "a"), SMALL, progress=False)
 
-    walk = core._walk
+    walk = sources.walk
 
     def shuffled(root: Path) -> list[str]:
         names = walk(root)
         random.Random(3).shuffle(names)
         return names
 
-    monkeypatch.setattr(core, "_walk", shuffled)
+    monkeypatch.setattr(sources, "walk", shuffled)
     core.prepare(str(source), str(tmp_path / "b"), SMALL, progress=False)
     assert _splits(tmp_path / "a") == _splits(tmp_path / "b")
     for split, n in (("train", 3), ("val", 1), ("test", 1)):
-        assert records.load_manifest(tmp_path / "a")["splits"][split]["per_class"] == {
+        assert records.load_manifest(tmp_path / "a").splits[split].per_class == {
             "cat": n,
             "dog": n,
         }
@@ -264,7 +269,7 @@ def test_split_is_deterministic_stratified_and_listing_order_free(
 
 def test_too_few_images_is_a_clear_error(tmp_path: Path) -> None:
     source = _kaggle(tmp_path / "src", per_class=3)
-    with pytest.raises(core.SourceError, match=r"cat has 3 valid images.*--val-fraction 0.2"):
+    with pytest.raises(errors.SourceError, match=r"cat has 3 valid images.*--val-fraction 0.2"):
         core.prepare(str(source), str(tmp_path / "out"), core.PrepareConfig(workers=1))
     assert not (tmp_path / "out").exists()
 
@@ -274,15 +279,16 @@ def test_no_images_or_one_class_is_a_clear_error(tmp_path: Path) -> None:
     (empty / "notes").mkdir(parents=True)
     (empty / "README.md").write_text("hi")
     with pytest.raises(
-        core.SourceError, match=r"found 0 cat and 0 dog images \(first entries: README.md, notes/\)"
+        errors.SourceError,
+        match=r"found 0 cat and 0 dog images \(first entries: README.md, notes/\)",
     ):
         core.prepare(str(empty), str(tmp_path / "o1"), SMALL)
     cats = tmp_path / "cats"
     cats.mkdir()
     (cats / "cat.1.jpg").write_bytes(_synthetic_jpeg(1))
-    with pytest.raises(core.SourceError, match=f"under {cats}, found 1 cat and 0 dog images"):
+    with pytest.raises(errors.SourceError, match=f"under {cats}, found 1 cat and 0 dog images"):
         core.prepare(str(cats), str(tmp_path / "o2"), SMALL)
-    with pytest.raises(core.SourceError, match="does not exist"):
+    with pytest.raises(errors.SourceError, match="does not exist"):
         core.prepare(str(tmp_path / "missing"), str(tmp_path / "o3"), SMALL)
 
 
@@ -308,8 +314,8 @@ def test_petimages_layout_folder_zip_and_tar_agree(tmp_path: Path) -> None:
     archives = [_zip(source, tmp_path / "pets.zip"), _tar(source, tmp_path / "pets.tar.gz")]
     core.prepare(str(source), str(tmp_path / "dir"), SMALL, progress=False)
     manifest = records.load_manifest(tmp_path / "dir")
-    assert manifest["splits"]["train"]["per_class"] == {"cat": 3, "dog": 3}
-    assert manifest["found"] == {"per_class": {"cat": 5, "dog": 5}, "ignored": 1}
+    assert manifest.splits["train"].per_class == {"cat": 3, "dog": 3}
+    assert manifest.to_dict()["found"] == {"per_class": {"cat": 5, "dog": 5}, "ignored": 1}
     for archive in archives:
         out = tmp_path / archive.name.replace(".", "_")
         core.prepare(str(archive), str(out), SMALL, progress=False)
@@ -351,7 +357,7 @@ def test_unsafe_archive_members_are_never_written(tmp_path: Path) -> None:
     ):
         out = tmp_path / f"out-{archive.suffix[1:]}"
         result = core.prepare(str(archive), str(out), SMALL, progress=False)
-        reasons = {q["file"]: q["reason"] for q in records.load_manifest(out)["quarantined"]}
+        reasons = {q.file: q.reason for q in records.load_manifest(out).quarantined}
         assert set(reasons) == unsafe
         assert all(r.startswith("unsafe archive member") for r in reasons.values())
         assert sum(result.counts.values()) == 10
@@ -366,7 +372,7 @@ def test_archive_bombs_are_refused_before_extracting(tmp_path: Path) -> None:
     with zipfile.ZipFile(bomb_zip, "a", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("cat.zeros.jpg", zeros)
     with pytest.raises(
-        core.SourceError,
+        errors.SourceError,
         match=r"member cat.zeros.jpg expands .*:1, limit 100:1\), which looks like a zip bomb",
     ):
         core.prepare(str(bomb_zip), str(tmp_path / "o1"), SMALL)
@@ -375,7 +381,7 @@ def test_archive_bombs_are_refused_before_extracting(tmp_path: Path) -> None:
         info = tarfile.TarInfo("dog.zeros.jpg")
         info.size = len(zeros)
         tf.addfile(info, io.BytesIO(zeros))
-    with pytest.raises(core.SourceError, match="looks like a zip bomb"):
+    with pytest.raises(errors.SourceError, match="looks like a zip bomb"):
         core.prepare(str(bomb_tar), str(tmp_path / "o2"), SMALL)
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
@@ -385,13 +391,13 @@ def test_corrupt_archives_are_a_clear_error(tmp_path: Path) -> None:
     for archive in (_zip(good, tmp_path / "a.zip"), _tar(good, tmp_path / "a.tar.gz")):
         data = archive.read_bytes()
         archive.write_bytes(data[: len(data) * 2 // 3])
-        with pytest.raises(core.SourceError, match="corrupt|neither a zip nor a tar"):
+        with pytest.raises(errors.SourceError, match="corrupt|neither a zip nor a tar"):
             core.prepare(str(archive), str(tmp_path / "o"), SMALL, progress=False)
     flipped = _zip(good, tmp_path / "b.zip")
     data = bytearray(flipped.read_bytes())
     data[200] ^= 0xFF  # inside the first member's compressed data
     flipped.write_bytes(bytes(data))
-    with pytest.raises(core.SourceError, match="is corrupt or truncated"):
+    with pytest.raises(errors.SourceError, match="is corrupt or truncated"):
         core.prepare(str(flipped), str(tmp_path / "o"), SMALL, progress=False)
     assert not (tmp_path / "o").exists()
 
@@ -401,8 +407,8 @@ def test_declared_size_beyond_free_disk_is_refused(
 ) -> None:
     archive = _zip(_kaggle(tmp_path / "good", per_class=5), tmp_path / "a.zip")
     real = shutil.disk_usage
-    monkeypatch.setattr(core.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
-    with pytest.raises(core.SourceError, match=r"declare .* GB, more than the 0.0 GB free"):
+    monkeypatch.setattr(archives.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(errors.SourceError, match=r"declare .* GB, more than the 0.0 GB free"):
         core.prepare(str(archive), str(tmp_path / "o"), SMALL)
 
 
@@ -417,7 +423,9 @@ def test_output_is_reused_or_protected(tmp_path: Path) -> None:
     again = core.prepare(str(source), str(out), SMALL, progress=False)
     assert again.already_prepared and not first.already_prepared
     assert again.counts == first.counts and (out / records.MANIFEST).read_bytes() == manifest_bytes
-    with pytest.raises(core.OutputError, match="Refusing to overwrite .* Choose another --output"):
+    with pytest.raises(
+        errors.OutputConflictError, match="Refusing to overwrite .* Choose another --output"
+    ):
         core.prepare(str(source), str(out), dataclasses.replace(SMALL, seed=1), progress=False)
     assert (out / records.MANIFEST).read_bytes() == manifest_bytes
     (out / "train-00000-of-00001.tfrecord").unlink()  # damaged: same settings redo it
@@ -427,9 +435,118 @@ def test_output_is_reused_or_protected(tmp_path: Path) -> None:
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
     with pytest.raises(
-        core.OutputError, match=r"not part of a prepared dataset \(first: keep.txt\)"
+        errors.OutputConflictError, match=r"not part of a prepared dataset \(first: keep.txt\)"
     ):
         core.prepare(str(source), str(foreign), SMALL, progress=False)
+
+
+# ------------------------------------------------------------------------------ manifest
+
+
+def test_manifest_round_trips_to_the_same_bytes(tmp_path: Path) -> None:
+    source = _kaggle(tmp_path / "src", per_class=5)
+    _bad_inputs(source)
+    core.prepare(str(source), str(tmp_path / "out"), SMALL, progress=False)
+    text = (tmp_path / "out" / records.MANIFEST).read_text()
+    manifest = records.load_manifest(tmp_path / "out")
+    assert manifest.to_json() == text == json.dumps(json.loads(text), indent=2, sort_keys=True)
+    assert manifest.classes == records.CLASSES and manifest.found is not None
+    assert manifest.splits["test"].shards[0].count == manifest.splits["test"].count == 2
+    minimal = records.Manifest.from_json(
+        json.dumps(
+            {
+                "classes": ["cat", "dog"],
+                "splits": {},
+                "quarantined": [],
+                "seed": 1,
+                "source_fingerprint": "x",
+            }
+        ),
+        "m.json",
+    )
+    assert minimal.source is None and set(minimal.to_dict()) == {
+        "classes",
+        "splits",
+        "quarantined",
+        "seed",
+        "source_fingerprint",
+    }
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.pop("seed"), "m.json has no 'seed' field"),
+        (lambda m: m.update(classes="cat"), "m.json: field 'classes' must be a list"),
+        (
+            lambda m: m["splits"]["train"]["shards"][0].update(size="9"),
+            "m.json: field 'splits.train.shards[0].size' must be an integer",
+        ),
+        (
+            lambda m: m["splits"]["val"]["per_class"].update(cat=True),
+            "m.json: field 'splits.val.per_class.cat' must be an integer",
+        ),
+        (lambda m: m["quarantined"].append(3), "quarantined[0] must be a JSON object"),
+    ],
+)
+def test_manifest_structure_errors_name_the_file_and_field(
+    tiny_dataset: object, edit: object, message: str
+) -> None:
+    folder = Path(tiny_dataset())  # type: ignore[operator]
+    data = json.loads((folder / records.MANIFEST).read_text())
+    edit(data)  # type: ignore[operator]
+    with pytest.raises(errors.DatasetError, match=re.escape(message)):
+        records.Manifest.from_json(json.dumps(data), "m.json")
+    with pytest.raises(errors.DatasetError, match="m.json is not valid JSON"):
+        records.Manifest.from_json("{", "m.json")
+
+
+def test_manifest_identity_covers_classes_and_shard_checksums(tiny_dataset: object) -> None:
+    manifest = records.load_manifest(tiny_dataset())  # type: ignore[operator]
+    same = records.Manifest.from_json(manifest.to_json(), "copy")
+    assert manifest.identity() == same.identity() and len(manifest.identity()) == 64
+    test_only = manifest.identity(("test",))
+    assert test_only != manifest.identity()
+    train = manifest.splits["train"]
+    changed_train = dataclasses.replace(
+        manifest,
+        splits={
+            **manifest.splits,
+            "train": dataclasses.replace(
+                train, shards=(dataclasses.replace(train.shards[0], sha256="0" * 64),)
+            ),
+        },
+    )
+    assert changed_train.identity() != manifest.identity()
+    assert changed_train.identity(("test",)) == test_only
+    assert dataclasses.replace(manifest, seed=99).identity() == manifest.identity()
+    renamed = dataclasses.replace(manifest, classes=("dog", "cat"))
+    assert renamed.identity(("test",)) != test_only
+    with pytest.raises(errors.DatasetError, match="has no 'holdout' split"):
+        manifest.identity(("holdout",))
+
+
+def test_shard_bytes_do_not_depend_on_the_process(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from catsdogs.components.common import records; "
+        "print(records.write_shard(Path(sys.argv[1]), [(b'jpeg', 1, 'dog.1.jpg')]).sha256)"
+    )
+    digests = set()
+    for seed in ("1", "2", "3"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / f"{seed}.tfrecord")],
+            env={**os.environ, "PYTHONHASHSEED": seed, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        digests.add(done.stdout.split()[-1])
+    assert len(digests) == 1
+
+
+def test_settings_errors_are_settings_errors() -> None:
+    with pytest.raises(errors.SettingsError, match="train_per_class must be at least 1"):
+        core.PrepareConfig(train_per_class=0)
 
 
 # ------------------------------------------------------------------------------ https
@@ -465,7 +582,7 @@ def test_url_source_downloads_checks_sha256_and_caches(
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     url = f"{base}/pets.zip"
     wrong = dataclasses.replace(SMALL, sha256="0" * 64)
-    with pytest.raises(core.SourceError, match=f"has sha256 {digest}, expected 0000"):
+    with pytest.raises(errors.SourceError, match=f"has sha256 {digest}, expected 0000"):
         core.prepare(url, str(tmp_path / "o1"), wrong, progress=False)
     assert not list((tmp_path / "cache").rglob("*.zip"))  # nothing half-downloaded is kept
     result = core.prepare(
@@ -476,7 +593,7 @@ def test_url_source_downloads_checks_sha256_and_caches(
     assert len(list((tmp_path / "cache").rglob("*pets.zip"))) == 1
     core.prepare(str(archive), str(tmp_path / "o3"), SMALL, progress=False)
     assert _splits(tmp_path / "o2") == _splits(tmp_path / "o3")
-    with pytest.raises(core.SourceError, match="HTTP 404"):
+    with pytest.raises(errors.SourceError, match="HTTP 404"):
         core.prepare(f"{base}/missing.zip", str(tmp_path / "o4"), SMALL, progress=False)
 
 
@@ -496,7 +613,7 @@ def test_gcs_source_and_output(tmp_path: Path, bucket: str) -> None:
     assert result.source_fingerprint.startswith("gs:")
     assert _splits(f"{bucket}/prepared") == _splits(tmp_path / "local")
     with records.local_dataset(f"{bucket}/prepared") as (_, manifest):
-        assert len(manifest["quarantined"]) == 4
+        assert len(manifest.quarantined) == 4
     core.prepare(f"{bucket}/raw.zip", f"{bucket}/from-zip", cfg, progress=False)
     assert _splits(f"{bucket}/from-zip") == _splits(tmp_path / "local")
     again = core.prepare(f"{bucket}/raw", f"{bucket}/prepared", cfg, progress=False)
@@ -511,7 +628,7 @@ def test_cli_prepare(tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["prepare", "--source", str(source), "--workers", "1"]
     ok = runner.invoke(
-        cli.app,
+        app,
         [
             *args,
             "--output",
@@ -527,15 +644,15 @@ def test_cli_prepare(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     assert "prepared: train 6, val 2, test 2; 0 quarantined" in ok.output
     mixed = runner.invoke(
-        cli.app,
+        app,
         [*args, "--output", str(tmp_path / "m"), "--train-per-class", "3", "--val-fraction", "0.2"],
     )
     assert mixed.exit_code == 2
     assert "--train-per-class and --val-fraction cannot be combined" in mixed.output
-    few = runner.invoke(cli.app, [*args, "--output", str(tmp_path / "f")])
+    few = runner.invoke(app, [*args, "--output", str(tmp_path / "f")])
     assert few.exit_code == 2 and "Too few images" in few.output and "Traceback" not in few.output
     fractions = runner.invoke(
-        cli.app,
+        app,
         [
             *args,
             "--output",
@@ -566,6 +683,6 @@ def test_wrapper_python_func(tmp_path: Path) -> None:
         test_per_class=1,
     )
     assert fingerprint == core.source_fingerprint(str(source))
-    assert records.load_manifest(tmp_path / "dataset")["source_fingerprint"] == fingerprint
+    assert records.load_manifest(tmp_path / "dataset").source_fingerprint == fingerprint
     assert (tmp_path / "report.md").read_text().startswith("# Data quality report")
     assert dataset.metadata["train_count"] == 6 and dataset.metadata["quarantined"] == 0

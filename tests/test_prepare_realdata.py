@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from catsdogs.components import cli
+from catsdogs.cli.app import app
 from catsdogs.components.common import records
 from typer.testing import CliRunner
 
@@ -20,15 +20,15 @@ def test_default_split_of_train_6000_is_complete_and_deterministic(tmp_path: Pat
     outputs = [tmp_path / "first", tmp_path / "second"]
     for output in outputs:
         result = runner.invoke(
-            cli.app, ["prepare", "--source", str(TRAIN_6000), "--output", str(output)]
+            app, ["prepare", "--source", str(TRAIN_6000), "--output", str(output)]
         )
         assert result.exit_code == 0, result.output
         assert "train 2000, val 1000, test 1000; 0 quarantined" in result.output
     first, second = (records.load_manifest(o) for o in outputs)
     for split, n in (("train", 1000), ("val", 500), ("test", 500)):
-        assert first["splits"][split]["per_class"] == {"cat": n, "dog": n}
-    assert json.dumps(first["splits"], sort_keys=True) == json.dumps(
-        second["splits"], sort_keys=True
+        assert first.splits[split].per_class == {"cat": n, "dog": n}
+    assert json.dumps(first.to_dict()["splits"], sort_keys=True) == json.dumps(
+        second.to_dict()["splits"], sort_keys=True
     )
     with records.local_dataset(str(outputs[0]), ("val",)) as (folder, manifest):
         ids = [

@@ -32,7 +32,7 @@ def prepare_dataset(
         val_fraction: Fraction of each class for validation (0: use the per-class counts).
         test_fraction: Fraction of each class for test (0: use the per-class counts).
         seed: Seed of the deterministic split.
-        source_fingerprint: Only a cache-key input (see core.source_fingerprint); not used.
+        source_fingerprint: Only a cache-key input (see sources.source_fingerprint); not used.
 
     Returns:
         The source fingerprint the dataset was prepared from.
