@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench_scratch import DEFAULT_SOURCE, prepared_dataset
+from common import environment_summary
 
 
 def main() -> int:
@@ -33,7 +34,8 @@ def main() -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    from catsdogs.components.common import config, records, training
+    from catsdogs.components.common import config, records
+    from catsdogs.components.common.training.data import input_pipeline
     from catsdogs.components.train_scratch import core
 
     data = prepared_dataset(args)
@@ -52,7 +54,7 @@ def main() -> int:
     wall = time.perf_counter() - started
     model = keras.models.load_model(Path(output, "model.keras"))
     with records.local_dataset(data, ("test",)) as (folder, manifest):
-        test = training.input_pipeline(
+        test = input_pipeline(
             folder,
             manifest,
             "test",
@@ -62,7 +64,7 @@ def main() -> int:
             training=False,
         )
         loss, accuracy = model.evaluate(test, verbose=0)
-        test_images = manifest["splits"]["test"]["count"]
+        test_images = manifest.splits["test"].count
     summary = {
         "test_accuracy": round(float(accuracy), 4),
         "test_loss": round(float(loss), 4),
@@ -76,7 +78,7 @@ def main() -> int:
         "device": result.metrics.get("device"),
         "output": output,
         "data": data,
-        **training.environment_summary(),
+        **environment_summary(),
     }
     print(json.dumps(summary, indent=2))
     return 0

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench_scratch import DEFAULT_SOURCE, prepared_dataset
+from common import environment_summary
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO.parent / "shared/weights"
@@ -43,11 +44,12 @@ GOALS = {
 def test_accuracy(model_dir: str, data: str, image_size: tuple[int, int]) -> tuple[float, float]:
     """Loss and accuracy of model.keras on the test split (raw pixels in, as served)."""
     import keras
-    from catsdogs.components.common import records, training
+    from catsdogs.components.common import records
+    from catsdogs.components.common.training.data import input_pipeline
 
     model = keras.models.load_model(Path(model_dir, "model.keras"))
     with records.local_dataset(data, ("test",)) as (folder, manifest):
-        test = training.input_pipeline(
+        test = input_pipeline(
             folder, manifest, "test", image_size=image_size, batch_size=64, seed=0, training=False
         )
         loss, accuracy = model.evaluate(test, verbose=0)
@@ -72,7 +74,7 @@ def main() -> int:
     weights = {"vgg16": args.vgg16_weights, "mobilenet_v2": args.mobilenet_v2_weights}
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from catsdogs.components.common import config, training
+    from catsdogs.components.common import config
     from catsdogs.components.train_transfer import core
 
     data = prepared_dataset(args)
@@ -130,7 +132,7 @@ def main() -> int:
             f"| {row['run']} | {row['epochs_run']} | {row['best_val_accuracy']:.4f} | "
             f"{row['test_accuracy']:.4f} | {goal}{book} |"
         )
-    print(json.dumps({"data": data, "runs": rows, **training.environment_summary()}, indent=2))
+    print(json.dumps({"data": data, "runs": rows, **environment_summary()}, indent=2))
     return 0
 
 

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import environment_summary
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared/data/dogs-vs-cats/train-6000"
 SEED_AUGMENTATION = {
@@ -59,7 +61,7 @@ def prepared_dataset(args: argparse.Namespace) -> str:
     command = [
         sys.executable,
         "-m",
-        "catsdogs.components.cli",
+        "catsdogs.cli",
         "prepare",
         "--source",
         str(args.source),
@@ -77,7 +79,7 @@ def prepared_dataset(args: argparse.Namespace) -> str:
     return str(target)
 
 
-def export_class_folders(folder: Path, manifest: dict, split: str, dest: Path) -> int:
+def export_class_folders(folder: Path, manifest, split: str, dest: Path) -> int:
     """Write the JPEG bytes of one split into ``dest/<class>/<id>`` (the seed's layout)."""
     import tensorflow as tf
     from catsdogs.components.common import records
@@ -90,7 +92,7 @@ def export_class_folders(folder: Path, manifest: dict, split: str, dest: Path) -
     count = 0
     for raw in tf.data.TFRecordDataset(records.shard_paths(folder, manifest, split)):
         example = tf.io.parse_single_example(raw, spec)
-        name = manifest["classes"][int(example["label"])]
+        name = manifest.classes[int(example["label"])]
         ident = Path(example["id"].numpy().decode()).name
         (dest / name).mkdir(parents=True, exist_ok=True)
         (dest / name / f"{count:05d}-{ident}").write_bytes(example["image"].numpy())
@@ -140,13 +142,15 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
-    from catsdogs.components.common import records, training
+    from catsdogs.components.common import records
+    from catsdogs.components.common.training.augmentation import augmentation_layers
+    from catsdogs.components.common.training.data import default_datasets, input_pipeline
     from catsdogs.components.train_scratch import core
     from tensorflow.keras.preprocessing.image import ImageDataGenerator
 
     data = prepared_dataset(args)
     size = (args.image_size, args.image_size)
-    results: dict[str, object] = {"data": data, **training.environment_summary()}
+    results: dict[str, object] = {"data": data, **environment_summary()}
     with (
         records.local_dataset(data, ("train", "val")) as (folder, manifest),
         tempfile.TemporaryDirectory(prefix="bench-scratch-") as tmp,
@@ -160,7 +164,7 @@ def main() -> int:
 
         # 1. input pipeline alone
         keras.utils.set_random_seed(1337)
-        ours_data = training.input_pipeline(
+        ours_data = input_pipeline(
             folder,
             manifest,
             "train",
@@ -168,10 +172,9 @@ def main() -> int:
             batch_size=32,
             seed=1337,
             training=True,
-            augmentation=training.augmentation_layers(1337),
-            repeat=True,
-        )
-        chain_data = training.input_pipeline(
+            augmentation=augmentation_layers(1337),
+        ).repeat()
+        chain_data = input_pipeline(
             folder,
             manifest,
             "train",
@@ -179,9 +182,8 @@ def main() -> int:
             batch_size=32,
             seed=1337,
             training=True,
-            augmentation=training.augmentation_layers(1337, fused=False),
-            repeat=True,
-        )
+            augmentation=augmentation_layers(1337, fused=False),
+        ).repeat()
         generator = ImageDataGenerator(rescale=1.0 / 255, **SEED_AUGMENTATION)
         flow = generator.flow_from_directory(
             str(train_dir), target_size=size, batch_size=32, class_mode="binary", seed=1337
@@ -212,7 +214,7 @@ def main() -> int:
         # 2. one training epoch
         if not args.skip_epoch:
             settings = core.ScratchSettings(image_size=size, batch_size=32)
-            ours_train, ours_val = training.default_datasets(folder, manifest, settings)
+            ours_train, ours_val = default_datasets(folder, manifest, settings)
             keras.utils.set_random_seed(1337)
             model = core.build_model(settings)
             keras.utils.set_random_seed(1337)

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from bench_scratch import DEFAULT_SOURCE, SEED_AUGMENTATION, export_class_folders, prepared_dataset
+from common import environment_summary
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO.parent / "shared/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -201,8 +202,6 @@ def main() -> int:
         sys.exit(f"Error: --weights {args.weights}: no such file (the VGG16 notop .h5).")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from catsdogs.components.common import training
-
     data = prepared_dataset(args)
     results: dict = {"data": data, "target_val_accuracy": args.target}
     print("Ours (features mode):", flush=True)
@@ -230,7 +229,7 @@ def main() -> int:
                 f"(best {ours['best_val_accuracy']:.4f}).",
                 flush=True,
             )
-    results.update(training.environment_summary())
+    results.update(environment_summary())
     print(json.dumps(results, indent=2))
     return 0
 

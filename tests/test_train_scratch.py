@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from catsdogs.components import cli
-from catsdogs.components.common import records, storage, training
+from catsdogs.cli import train as cli
+from catsdogs.cli.app import app
+from catsdogs.components.common import records, storage
+from catsdogs.components.common.errors import OutputConflictError
 from catsdogs.components.train_scratch import core
 from typer.testing import CliRunner
 
@@ -145,7 +147,7 @@ def test_train_local_outputs_rerun_and_conflict(tiny_dataset, tmp_path: Path) ->
     before = {p.name: p.read_bytes() for p in Path(out).iterdir()}
     again = core.train_scratch(data, out, core.ScratchSettings(**FAST))
     assert again.status == "complete" and again.metrics == result.metrics
-    with pytest.raises(training.RunConflictError, match="holds a different run .*seed=1337 there"):
+    with pytest.raises(OutputConflictError, match="holds a different run .*seed=1337 there"):
         core.train_scratch(data, out, core.ScratchSettings(**dict(FAST, seed=1)))
     assert {p.name: p.read_bytes() for p in Path(out).iterdir()} == before
 
@@ -212,12 +214,12 @@ def test_wrapper_with_real_artifacts(tiny_dataset, tmp_path: Path, monkeypatch) 
 def test_cli_user_errors_exit_2(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(
-        cli.app, ["train-scratch", "--data", str(tmp_path), "--output", str(tmp_path / "o")]
+        app, ["train-scratch", "--data", str(tmp_path), "--output", str(tmp_path / "o")]
     )
     assert result.exit_code == 2
     assert "has no manifest.json" in result.output
     result = runner.invoke(
-        cli.app,
+        app,
         [
             "train-scratch",
             "--data",
@@ -240,7 +242,7 @@ def test_sigkill_then_rerun_resumes(tiny_dataset, tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "catsdogs.components.cli",
+        "catsdogs.cli",
         "train-scratch",
         "--data",
         data,

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from catsdogs.components import cli
+from catsdogs.cli import train as cli
+from catsdogs.cli.app import app
 from catsdogs.components.common import storage
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.train_transfer import backbones, core
+from catsdogs.components.train_transfer import features as feature_cache
 from typer.testing import CliRunner
 
 from tests.conftest import MOBILENET_V2_WEIGHTS, VGG16_WEIGHTS, needs
@@ -77,6 +80,9 @@ def test_settings_defaults_per_backbone_and_validation() -> None:
             core.TransferSettings(**{name: value})
     with pytest.raises(ValueError, match="fine_tune_epochs must be at least 1 in fine-tune mode"):
         core.TransferSettings(mode="fine-tune", fine_tune_epochs=0)
+    core.TransferSettings(fine_tune_learning_rate=10.0)  # the range of every learning rate
+    with pytest.raises(SettingsError, match=re.escape("must be in (0, 10], got 10.5")):
+        core.TransferSettings(fine_tune_learning_rate=10.5)
 
 
 def test_defaults_match_across_dataclass_cli_and_wrapper() -> None:
@@ -206,6 +212,7 @@ def test_imagenet_offline_fails_fast_with_a_clear_message(tmp_path: Path, monkey
 
 
 def test_bad_weights_values(tmp_path: Path) -> None:
+    assert issubclass(backbones.WeightsError, SettingsError)
     spec = backbones.KNOWN["vgg16"]
     with pytest.raises(backbones.WeightsError, match="no such file"):
         backbones.fetch_weights(str(tmp_path / "missing.h5"), spec)
@@ -277,14 +284,14 @@ def test_features_mode_runs_backbone_once_and_reuses_features(
 ) -> None:
     data = tiny_dataset(per_class=4, size=SIZE)
     calls: list[int] = []
-    real = core.extract_features
+    real = feature_cache.extract_features
 
     def counting(extractor, images):
         features, labels = real(extractor, images)
         calls.append(len(labels))
         return features, labels
 
-    monkeypatch.setattr(core, "extract_features", counting)
+    monkeypatch.setattr(feature_cache, "extract_features", counting)
     cache = str(tmp_path / "features")
     first = core.train_transfer(data, str(tmp_path / "a"), fast(epochs=2), features=cache)
     assert calls == [8, 8, 8]  # train, val, test: each image through the backbone once
@@ -393,13 +400,11 @@ def test_cli_user_errors_exit_2_and_write_nothing(
     data = tiny_dataset(per_class=2, size=SIZE)
     out = tmp_path / "o"
     base = ["train-transfer", "--data", data, "--output", str(out), "--image-size", str(SIZE)]
-    result = runner.invoke(cli.app, [*base, "--backbone", "alexnet"])
+    result = runner.invoke(app, [*base, "--backbone", "alexnet"])
     assert result.exit_code == 2 and "Unknown backbone 'alexnet'" in result.output
-    result = runner.invoke(cli.app, [*base, "--weights", str(tmp_path / "nope.h5")])
+    result = runner.invoke(app, [*base, "--weights", str(tmp_path / "nope.h5")])
     assert result.exit_code == 2 and "no such file" in result.output
-    result = runner.invoke(
-        cli.app, ["train-transfer", "--data", str(tmp_path), "--output", str(out)]
-    )
+    result = runner.invoke(app, ["train-transfer", "--data", str(tmp_path), "--output", str(out)])
     assert result.exit_code == 2 and "has no manifest.json" in result.output
 
     def no_network(*args: object, **kwargs: object) -> None:
@@ -407,7 +412,7 @@ def test_cli_user_errors_exit_2_and_write_nothing(
 
     monkeypatch.setattr("keras.src.backend.config._KERAS_DIR", str(tmp_path / "keras"))
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    result = runner.invoke(cli.app, base)  # --weights imagenet by default
+    result = runner.invoke(app, base)  # --weights imagenet by default
     assert result.exit_code == 2
     assert "looks offline: pass --weights with a local path or gs:// URI" in result.output
     assert not out.exists()

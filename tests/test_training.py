@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from catsdogs.components.common import records, storage, training
+from catsdogs.components.common import records, reports, storage
+from catsdogs.components.common.errors import (
+    CatsdogsError,
+    GpuRequiredError,
+    OutputConflictError,
+    SettingsError,
+)
+from catsdogs.components.common.training.augmentation import (
+    augmentation_layers,
+    random_affine_class,
+)
+from catsdogs.components.common.training.checkpoint import (
+    claim_output,
+    delete_checkpoint,
+    fit_resumable,
+    output_status,
+    should_stop,
+)
+from catsdogs.components.common.training.data import (
+    default_datasets,
+    fits_in_memory,
+    input_pipeline,
+)
+from catsdogs.components.common.training.device import (
+    gpu_available,
+    require_gpu_or_fail,
+    restore_device,
+    setup_device,
+)
+from catsdogs.components.common.training.run import RunContext, Trained, run_training, summarize
+from catsdogs.components.common.training.settings import TrainingSettings, run_identity
 
 
-def small_settings(**kwargs: object) -> training.TrainingSettings:
+def small_settings(**kwargs: object) -> TrainingSettings:
     values: dict[str, object] = {"epochs": 2, "batch_size": 4, "image_size": (32, 32)}
     values.update(kwargs)
-    return training.TrainingSettings(**values)  # type: ignore[arg-type]
+    return TrainingSettings(**values)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ settings
@@ -34,46 +65,55 @@ def small_settings(**kwargs: object) -> training.TrainingSettings:
 )
 def test_settings_reject_bad_values(field: str, value: object, fragment: str) -> None:
     with pytest.raises(ValueError) as error:
-        training.TrainingSettings(**{field: value})  # type: ignore[arg-type]
+        TrainingSettings(**{field: value})  # type: ignore[arg-type]
     assert fragment in str(error.value)
     assert repr(value) in str(error.value) or str(value) in str(error.value)
 
 
+def test_setting_errors_are_user_errors_with_one_learning_rate_range() -> None:
+    with pytest.raises(SettingsError):
+        TrainingSettings(epochs=0)
+    assert issubclass(SettingsError, CatsdogsError)
+    TrainingSettings(learning_rate=10.0)
+    with pytest.raises(SettingsError, match=r"learning_rate must be in \(0, 10\], got 10.5"):
+        TrainingSettings(learning_rate=10.5)
+
+
 def test_settings_defaults_and_identity() -> None:
-    settings = training.TrainingSettings()
+    settings = TrainingSettings()
     assert settings.image_size == (150, 150)
     assert settings.to_dict()["image_size"] == [150, 150]
-    manifest = {"classes": ["cat", "dog"], "splits": {}}
-    one = training.run_identity("k", settings, manifest)
-    moved = training.run_identity(
-        "k", training.TrainingSettings(checkpoint_dir="gs://b/c", require_gpu=True), manifest
+    manifest = records.Manifest(("cat", "dog"), {}, (), 0, "synthetic")
+    one = run_identity("k", settings, manifest)
+    moved = run_identity(
+        "k", TrainingSettings(checkpoint_dir="gs://b/c", require_gpu=True), manifest
     )
     assert one == moved  # where checkpoints go does not change the run
-    assert one != training.run_identity("k", training.TrainingSettings(seed=1), manifest)
-    assert one != training.run_identity("k", settings, dict(manifest, seed=2))
+    assert one != run_identity("k", TrainingSettings(seed=1), manifest)
+    assert one != run_identity("k", settings, dataclasses.replace(manifest, seed=2))
 
 
 def test_require_gpu_fails_clearly_without_gpu() -> None:
-    if training.gpu_available():
+    if gpu_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(training.GpuRequiredError, match="sees no GPU"):
-        training.require_gpu_or_fail(True)
-    training.require_gpu_or_fail(False)
+    with pytest.raises(GpuRequiredError, match="sees no GPU"):
+        require_gpu_or_fail(True)
+    require_gpu_or_fail(False)
 
 
 def test_setup_device_sets_and_restores_policy() -> None:
     import keras
 
     before = keras.mixed_precision.global_policy().name
-    info = training.setup_device(small_settings(mixed_precision="on"))
+    info = setup_device(small_settings(mixed_precision="on"))
     try:
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
         assert info.mixed_precision
     finally:
-        training.restore_device(info)
+        restore_device(info)
     assert keras.mixed_precision.global_policy().name == before
-    info = training.setup_device(small_settings(mixed_precision="auto"))
-    training.restore_device(info)
+    info = setup_device(small_settings(mixed_precision="auto"))
+    restore_device(info)
     assert info.mixed_precision == (info.gpus > 0)
 
 
@@ -86,7 +126,7 @@ def test_augmentation_changes_images_in_training_and_is_identity_at_inference(
 ) -> None:
     rng = np.random.default_rng(0)
     batch = rng.uniform(0, 255, (8, 40, 40, 3)).astype("float32")
-    layer = training.augmentation_layers(seed=3, fused=fused)
+    layer = augmentation_layers(seed=3, fused=fused)
     inference = np.asarray(layer(batch, training=False))
     np.testing.assert_array_equal(inference, batch)
     augmented = np.asarray(layer(batch, training=True))
@@ -114,7 +154,7 @@ def test_augmentation_changes_images_in_training_and_is_identity_at_inference(
 
 
 def test_random_affine_geometry() -> None:
-    affine = training.random_affine_class()
+    affine = random_affine_class()
     batch = np.random.default_rng(1).uniform(0, 255, (16, 20, 24, 3)).astype("float32")
     still = affine(rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, horizontal_flip=False, seed=1)
     np.testing.assert_allclose(np.asarray(still(batch, training=True)), batch, atol=1e-3)
@@ -136,8 +176,8 @@ def test_augmentation_survives_save_and_load(tmp_path: Path) -> None:
     import keras
 
     inputs = keras.Input(shape=(24, 24, 3))
-    chain = training.augmentation_layers(seed=5, fused=False, name="chain")(inputs)
-    model = keras.Model(inputs, training.augmentation_layers(seed=5)(chain))
+    chain = augmentation_layers(seed=5, fused=False, name="chain")(inputs)
+    model = keras.Model(inputs, augmentation_layers(seed=5)(chain))
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert loaded.get_layer("augmentation").layers[0].get_config()["rotation"] == 40.0
@@ -153,7 +193,7 @@ def test_input_pipeline_batches_and_shuffles(tiny_dataset) -> None:
     data = tiny_dataset(per_class=5, size=36)
     with records.local_dataset(data, ("train", "val")) as (folder, manifest):
         common = {"image_size": (32, 32), "batch_size": 4, "seed": 7}
-        train = training.input_pipeline(folder, manifest, "train", training=True, **common)
+        train = input_pipeline(folder, manifest, "train", training=True, **common)
         batches = list(train.as_numpy_iterator())
         assert [len(x) for x, _ in batches] == [4, 4, 2]
         images, labels = batches[0]
@@ -161,23 +201,23 @@ def test_input_pipeline_batches_and_shuffles(tiny_dataset) -> None:
         assert labels.dtype == np.float32 and labels.shape == (4, 1)
         assert sorted(np.concatenate([y for _, y in batches]).ravel().tolist()) == [0] * 5 + [1] * 5
         epoch2 = np.concatenate([y for _, y in train.as_numpy_iterator()]).ravel()
-        same_seed = training.input_pipeline(folder, manifest, "train", training=True, **common)
+        same_seed = input_pipeline(folder, manifest, "train", training=True, **common)
         first = np.concatenate([y for _, y in batches]).ravel()
         np.testing.assert_array_equal(
             first, np.concatenate([y for _, y in same_seed.as_numpy_iterator()]).ravel()
         )
         assert sorted(epoch2.tolist()) == sorted(first.tolist())
-        val = training.input_pipeline(folder, manifest, "val", training=False, **common)
+        val = input_pipeline(folder, manifest, "val", training=False, **common)
         val_ids = [y for _, y in val.as_numpy_iterator()]
         ordered = records.read_split(folder, manifest, "val", (32, 32))
         expected = [int(y) for _, y in ordered.as_numpy_iterator()]
         assert np.concatenate(val_ids).ravel().astype(int).tolist() == expected
-        augmented = training.input_pipeline(
+        augmented = input_pipeline(
             folder,
             manifest,
             "train",
             training=True,
-            augmentation=training.augmentation_layers(1),
+            augmentation=augmentation_layers(1),
             cache_limit_bytes=0,
             **common,
         )
@@ -186,8 +226,8 @@ def test_input_pipeline_batches_and_shuffles(tiny_dataset) -> None:
 
 
 def test_fits_in_memory() -> None:
-    assert training.fits_in_memory(2000, (150, 150), 1 << 30)
-    assert not training.fits_in_memory(2000, (150, 150), 100 << 20)
+    assert fits_in_memory(2000, (150, 150), 1 << 30)
+    assert not fits_in_memory(2000, (150, 150), 100 << 20)
 
 
 # ------------------------------------------------------------------------------ output claims
@@ -196,35 +236,35 @@ def test_fits_in_memory() -> None:
 def test_output_status_and_claim(tmp_path: Path) -> None:
     identity = {"kind": "k", "settings": {"epochs": 1}, "data_manifest_sha256": "x"}
     out = str(tmp_path / "out")
-    assert training.output_status(out, identity) == "new"
-    assert training.claim_output(out, identity, {"note": 1}) == "new"
+    assert output_status(out, identity) == "new"
+    assert claim_output(out, identity, {"note": 1}) == "new"
     recorded = json.loads(Path(out, "run.json").read_text())
     assert recorded["identity"] == identity and recorded["note"] == 1
-    assert training.claim_output(out, identity, {}) == "resume"
+    assert claim_output(out, identity, {}) == "resume"
     Path(out, "model.keras").write_bytes(b"x")
-    assert training.output_status(out, identity) == "complete"
+    assert output_status(out, identity) == "complete"
     other = dict(identity, settings={"epochs": 2})
-    with pytest.raises(training.RunConflictError, match="holds a different run .epochs=1 there"):
-        training.output_status(out, other)
+    with pytest.raises(OutputConflictError, match="holds a different run .epochs=1 there"):
+        output_status(out, other)
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
-    with pytest.raises(training.RunConflictError, match="not empty and holds no run.json"):
-        training.claim_output(str(stranger), identity, {})
+    with pytest.raises(OutputConflictError, match="not empty and holds no run.json"):
+        claim_output(str(stranger), identity, {})
     assert sorted(p.name for p in stranger.iterdir()) == ["notes.txt"]
 
 
 def test_should_stop() -> None:
     history = {"val_loss": [1.0, 0.5, 0.6, 0.7]}
-    assert training._should_stop(history, 2)
-    assert not training._should_stop(history, 3)
-    assert not training._should_stop(history, 0)
+    assert should_stop(history, 2)
+    assert not should_stop(history, 3)
+    assert not should_stop(history, 0)
 
 
 # ------------------------------------------------------------------------------ resumable fit
 
 
-def tiny_model(settings: training.TrainingSettings):
+def tiny_model(settings: TrainingSettings):
     import keras
 
     inputs = keras.Input(shape=(*settings.image_size, 3))
@@ -238,6 +278,13 @@ def tiny_model(settings: training.TrainingSettings):
         metrics=["accuracy"],
     )
     return model
+
+
+def tiny_fit(context: RunContext) -> Trained:
+    with context.train_and_val() as (folder, manifest):
+        train, val = default_datasets(folder, manifest, context.settings)
+        result = context.fit(lambda: tiny_model(context.settings), train, val)
+    return Trained(result.model, result, context.settings.epochs)
 
 
 class Interrupted(Exception):
@@ -255,9 +302,9 @@ def test_fit_resumes_after_interruption(tiny_dataset, tmp_path: Path) -> None:
             raise Interrupted(line)
 
     with records.local_dataset(data, ("train", "val")) as (folder, manifest):
-        train, val = training.default_datasets(folder, manifest, settings)
+        train, val = default_datasets(folder, manifest, settings)
         with pytest.raises(Interrupted):
-            training.fit_resumable(
+            fit_resumable(
                 lambda: tiny_model(settings),
                 train,
                 val,
@@ -273,7 +320,7 @@ def test_fit_resumes_after_interruption(tiny_dataset, tmp_path: Path) -> None:
             "state.json",
         ]
         lines: list[str] = []
-        result = training.fit_resumable(
+        result = fit_resumable(
             lambda: pytest.fail("must resume, not build"),
             train,
             val,
@@ -293,8 +340,8 @@ def test_fit_resumes_after_interruption(tiny_dataset, tmp_path: Path) -> None:
         assert result.history["loss"][:2] == state["history"]["loss"]
         steps_per_epoch = 2  # 8 images, batch 4
         assert int(result.model.optimizer.iterations.numpy()) == 4 * steps_per_epoch
-        with pytest.raises(training.RunConflictError, match="Checkpoint folder .* different run"):
-            training.fit_resumable(
+        with pytest.raises(OutputConflictError, match="Checkpoint folder .* different run"):
+            fit_resumable(
                 lambda: tiny_model(settings),
                 train,
                 val,
@@ -308,8 +355,8 @@ def test_run_training_writes_outputs_and_early_stops(tiny_dataset, tmp_path: Pat
     data = tiny_dataset(per_class=3, size=32)
     settings = small_settings(epochs=30, early_stopping_patience=1, learning_rate=5.0)
     out = str(tmp_path / "model")
-    result = training.run_training(
-        kind="tiny", data=data, output=out, settings=settings, build_model=tiny_model, log=print
+    result = run_training(
+        kind="tiny", data=data, output=out, settings=settings, fit=tiny_fit, log=print
     )
     metrics = json.loads(Path(out, "metrics.json").read_text())
     history = json.loads(Path(out, "history.json").read_text())
@@ -318,7 +365,7 @@ def test_run_training_writes_outputs_and_early_stops(tiny_dataset, tmp_path: Pat
     assert metrics["stopped_early"] is True
     assert not Path(out, ".checkpoint").exists()
     assert Path(out, "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    html = training.curves_html(Path(out, "curves.png").read_bytes(), metrics, "t")
+    html = reports.curves_html(Path(out, "curves.png").read_bytes(), metrics, "t")
     assert "data:image/png;base64," in html and "best_val_accuracy" in html
 
 
@@ -329,7 +376,7 @@ def test_summarize() -> None:
         "val_loss": [0.69, 0.6, 0.65],
         "val_accuracy": [0.5, 0.75, 0.7],
     }
-    out = training.summarize(
+    out = summarize(
         history,
         epochs_planned=5,
         train_seconds=3.0,
@@ -348,6 +395,28 @@ def test_delete_checkpoint_keeps_foreign_files(tmp_path: Path) -> None:
     (ckpt / "state.json").write_text("{}")
     (ckpt / "model-epoch-00003.keras").write_bytes(b"x")
     (ckpt / "other.txt").write_text("keep")
-    training.delete_checkpoint(str(ckpt))
+    delete_checkpoint(str(ckpt))
     assert sorted(p.name for p in ckpt.iterdir()) == ["other.txt"]
     assert storage.exists(str(ckpt / "other.txt"))
+
+
+def test_delete_checkpoint_removes_phase_folders(tmp_path: Path) -> None:
+    ckpt = tmp_path / "c"
+    for phase in ("frozen", "fine-tune"):
+        (ckpt / phase).mkdir(parents=True)
+        (ckpt / phase / "state.json").write_text("{}")
+        (ckpt / phase / "model-epoch-00001.keras").write_bytes(b"x")
+    (ckpt / "features" / "vgg16-0123").mkdir(parents=True)
+    (ckpt / "features" / "vgg16-0123" / "features.json").write_text("{}")
+    delete_checkpoint(str(ckpt))
+    assert sorted(p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")) == [
+        "features",
+        "features/vgg16-0123",
+        "features/vgg16-0123/features.json",
+    ]
+    (ckpt / "features" / "vgg16-0123" / "features.json").unlink()
+    (ckpt / "features" / "vgg16-0123").rmdir()
+    (ckpt / "features").rmdir()
+    (ckpt / "state.json").write_text("{}")
+    delete_checkpoint(str(ckpt))
+    assert not ckpt.exists()

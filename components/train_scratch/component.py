@@ -35,7 +35,7 @@ def train_scratch(
             empty: inside the model folder.
         require_gpu: Fail at once without a GPU.
     """
-    from catsdogs.components.common import training
+    from catsdogs.components.common.training.run import log_kfp_outputs
     from catsdogs.components.train_scratch import core
 
     settings = core.ScratchSettings(
@@ -47,5 +47,5 @@ def train_scratch(
         require_gpu=require_gpu,
     )
     result = core.train_scratch(data.path, model.path, settings)
-    training.log_kfp_outputs(result, metrics, curves.path)
+    log_kfp_outputs(result, metrics, curves.path)
     return float(result.metrics["best_val_accuracy"])

@@ -4,16 +4,33 @@ The model (Deep Learning with Python, ch. 5): raw RGB pixels -> Resizing -> Resc
 augmentation (training only) -> Conv2D 32/64/128/128 (3x3, relu), each followed by 2x2 max pooling
 -> Flatten -> Dropout 0.5 -> Dense 512 relu -> Dense 1 sigmoid = P(dog); RMSprop, binary
 cross-entropy. The augmentation lives in the model graph, so it runs on the GPU when there is one;
-the saved model.keras leaves it out (it is the identity at inference), so loading it needs only Keras. Everything else (input pipeline, resumable fit, outputs) is
-``catsdogs.components.common.training``.
+the saved model.keras leaves it out (it is the identity at inference), so loading it needs only
+Keras. The run itself (input pipeline, resumable fit, outputs) is
+``catsdogs.components.common.training.run.run_training``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import training
+from catsdogs.components.common.errors import SettingsError
+from catsdogs.components.common.records import Manifest
+from catsdogs.components.common.training.augmentation import (
+    augmentation_layers,
+    copy_weights_by_name,
+)
+from catsdogs.components.common.training.checkpoint import Log, print_log
+from catsdogs.components.common.training.data import default_datasets, input_pipeline
+from catsdogs.components.common.training.run import (
+    RunContext,
+    Trained,
+    TrainingResult,
+    run_training,
+)
+from catsdogs.components.common.training.settings import TrainingSettings, check_dropout
 
 KIND = "train_scratch"
 # Smallest input the four conv(3x3)+pool(2x2) stages accept.
@@ -21,7 +38,7 @@ MIN_IMAGE_SIZE = 46
 
 
 @dataclass(frozen=True)
-class ScratchSettings(training.TrainingSettings):
+class ScratchSettings(TrainingSettings):
     """Settings of train_scratch: the shared training settings with the seed's defaults.
 
     Attributes:
@@ -35,12 +52,11 @@ class ScratchSettings(training.TrainingSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if min(self.image_size) < MIN_IMAGE_SIZE:
-            raise ValueError(
+            raise SettingsError(
                 f"image_size must be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} for this model "
                 f"(four conv+pool stages), got {self.image_size!r}."
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        check_dropout(self.dropout)
 
 
 def build_model(settings: ScratchSettings | None = None) -> Any:
@@ -57,7 +73,7 @@ def build_model(settings: ScratchSettings | None = None) -> Any:
     x = keras.layers.Resizing(height, width, name="resize")(inputs)
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
     if settings.augment and not settings.xla:
-        x = training.augmentation_layers(settings.seed)(x)
+        x = augmentation_layers(settings.seed)(x)
     for index, filters in enumerate((32, 64, 128, 128), start=1):
         x = keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{index}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{index}")(x)
@@ -75,12 +91,12 @@ def build_model(settings: ScratchSettings | None = None) -> Any:
     return model
 
 
-def datasets(folder: Any, manifest: dict[str, Any], settings: ScratchSettings) -> tuple[Any, Any]:
+def datasets(folder: Path, manifest: Manifest, settings: ScratchSettings) -> tuple[Any, Any]:
     """``(train, val)`` batches; the training batches are augmented here only with ``xla``."""
     if not (settings.augment and settings.xla):
-        return training.default_datasets(folder, manifest, settings)
+        return default_datasets(folder, manifest, settings)
     size, batch, seed = settings.image_size, settings.batch_size, settings.seed
-    train = training.input_pipeline(
+    train = input_pipeline(
         folder,
         manifest,
         "train",
@@ -88,9 +104,9 @@ def datasets(folder: Any, manifest: dict[str, Any], settings: ScratchSettings) -
         batch_size=batch,
         seed=seed,
         training=True,
-        augmentation=training.augmentation_layers(seed),
+        augmentation=augmentation_layers(seed),
     )
-    val = training.input_pipeline(
+    val = input_pipeline(
         folder, manifest, "val", image_size=size, batch_size=batch, seed=seed, training=False
     )
     return train, val
@@ -102,10 +118,16 @@ def inference_model(trained: Any, settings: ScratchSettings) -> Any:
     The augmentation is the identity at inference, so predictions are unchanged; leaving it out
     means loading model.keras needs nothing but Keras.
     """
-    import dataclasses
-
     plain = build_model(dataclasses.replace(settings, augment=False))
-    return training.copy_weights_by_name(trained, plain)
+    return copy_weights_by_name(trained, plain)
+
+
+def fit(context: RunContext, settings: ScratchSettings) -> Trained:
+    """The training of ``run_training``: the seed's convnet on the train and val splits."""
+    with context.train_and_val() as (folder, manifest):
+        train, val = datasets(folder, manifest, settings)
+        result = context.fit(lambda: build_model(settings), train, val)
+    return Trained(inference_model(result.model, settings), result, settings.epochs)
 
 
 def train_scratch(
@@ -113,27 +135,24 @@ def train_scratch(
     output: str,
     settings: ScratchSettings | None = None,
     *,
-    log: training.Log | None = None,
-) -> training.TrainingResult:
+    log: Log = print_log,
+) -> TrainingResult:
     """Train the seed's convnet on a prepared dataset and write a MODEL_DIR to ``output``.
 
-    Rerunning the same command resumes after the last completed epoch (see ``training``).
+    Rerunning the same command resumes after the last completed epoch (see ``run_training``).
 
     Args:
         data: Prepared dataset folder or gs:// prefix (output of prepare_dataset).
         output: Output folder or gs:// prefix; must be new, empty, or hold this same run.
-        settings: Training settings (defaults: the seed's 100 epochs, batch 32, RMSprop 1e-4).
+        settings: Training settings (default: ``ScratchSettings()``, the seed's).
         log: Where progress lines go (default: stdout).
     """
     settings = settings or ScratchSettings()
-    kwargs: dict[str, Any] = {} if log is None else {"log": log}
-    return training.run_training(
+    return run_training(
         kind=KIND,
         data=data,
         output=output,
         settings=settings,
-        build_model=build_model,
-        make_datasets=datasets,
-        export_model=inference_model,
-        **kwargs,
+        fit=lambda context: fit(context, settings),
+        log=log,
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from catsdogs.components.common import config, storage
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.common.records import sha256_file
 
 IMAGENET = "imagenet"
@@ -29,7 +30,7 @@ DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation, so an unreachable host fails 
 POOLINGS = ("flatten", "avg")
 
 
-class WeightsError(ValueError):
+class WeightsError(SettingsError):
     """Backbone weights that cannot be obtained or do not fit the backbone."""
 
 
@@ -101,7 +102,7 @@ def backbone_spec(name: str) -> BackboneSpec:
         return KNOWN[name]
     matches = [n for n in application_names() if _squash(n) == _squash(name)]
     if not matches:
-        raise ValueError(
+        raise SettingsError(
             f"Unknown backbone {name!r}: expected one of {sorted(KNOWN)} or another "
             "keras.applications model in snake case (e.g. efficientnet_b0, densenet121, xception)."
         )
@@ -243,11 +244,11 @@ def unfreeze_index(backbone: Any, spec: BackboneSpec, unfreeze_from: str) -> int
     """Index of the first backbone layer that fine-tuning unfreezes.
 
     Raises:
-        ValueError: no prefix is known for the backbone, or no layer name starts with it.
+        SettingsError: no prefix is known for the backbone, or no layer name starts with it.
     """
     prefix = unfreeze_from or spec.unfreeze_from
     if not prefix:
-        raise ValueError(
+        raise SettingsError(
             f"Fine-tuning {spec.name} needs --unfreeze-from: the name prefix of the first layer to "
             "unfreeze (the start of its last block)."
         )
@@ -255,7 +256,7 @@ def unfreeze_index(backbone: Any, spec: BackboneSpec, unfreeze_from: str) -> int
         if layer.name.startswith(prefix):
             return index
     names = [layer.name for layer in backbone.layers]
-    raise ValueError(
+    raise SettingsError(
         f"--unfreeze-from {prefix!r}: no layer of {spec.name} starts with it (last layers: "
         f"{', '.join(names[-6:])})."
     )

@@ -43,7 +43,7 @@ def train_transfer(
             retry resumes and a rerun with another head skips the backbone; empty: none kept.
         require_gpu: Fail at once without a GPU.
     """
-    from catsdogs.components.common import training
+    from catsdogs.components.common.training.run import log_kfp_outputs
     from catsdogs.components.train_transfer import core
 
     settings = core.TransferSettings(
@@ -57,5 +57,5 @@ def train_transfer(
         require_gpu=require_gpu,
     )
     result = core.train_transfer(data.path, model.path, settings, features=features.path)
-    training.log_kfp_outputs(result, metrics, curves.path)
+    log_kfp_outputs(result, metrics, curves.path)
     return float(result.metrics["best_val_accuracy"])
