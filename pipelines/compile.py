@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.pipelines.pipeline import PipelineOptions, build_pipeline
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -20,19 +21,20 @@ def check_image(reference: str) -> str:
         The reference, unchanged.
 
     Raises:
-        ValueError: The reference has no tag or digest, or its tag is ``latest``.
+        SettingsError: The reference has no tag or digest, or its tag is ``latest``.
     """
     if "@" in reference:
         if _DIGEST.search(reference):
             return reference
-        raise ValueError(
+        raise SettingsError(
             f"The component image {reference!r} has a malformed digest: expected "
-            "@sha256:<64 lowercase hex>; set CATSDOGS_IMAGE to a pinned reference (or build one: make images REGISTRY=... TAG=...)."
+            "@sha256:<64 lowercase hex>; set CATSDOGS_IMAGE to a pinned reference (or build one: "
+            "make images REGISTRY=... TAG=...)."
         )
     last = reference.rsplit("/", 1)[-1]
     tag = last.partition(":")[2] if ":" in last else ""
     if not tag or tag == "latest":
-        raise ValueError(
+        raise SettingsError(
             f"The component image {reference!r} is not pinned: expected a version tag or digest "
             "(e.g. registry/catsdogs-gpu:0.1.0 or ...@sha256:<64 hex>); set CATSDOGS_IMAGE "
             "to a pinned reference (or build one: make images REGISTRY=... TAG=...)."

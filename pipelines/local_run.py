@@ -13,44 +13,74 @@ cluster (kfp 2.17's local runner):
 - the same graph otherwise: fingerprint, checkpoint folders, prepare, both branches,
   ``dsl.If``/``dsl.Elif``, the sub-pipelines, pick-better and the champion gate all run as on the
   cluster.
+
+``runner="docker"`` runs every task in the container image instead (``kfp.local.DockerRunner``; see
+``pipelines/docker_runner.py`` for how that differs from the cluster).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from catsdogs.components.common import config
+from catsdogs.components.common.errors import CatsdogsError, SettingsError, SourceError
+from catsdogs.components.prepare_dataset.settings import PrepareConfig
+from catsdogs.components.promote.core import PromoteConfig
+from catsdogs.components.train_scratch.core import ScratchSettings
+from catsdogs.components.train_transfer.core import TransferSettings
+from catsdogs.pipelines import docker_runner
 from catsdogs.pipelines.pipeline import TRAINERS, PipelineOptions, build_pipeline
+
+# How kfp.local runs each task: a subprocess of this Python, or a container of the image.
+RUNNERS = ("subprocess", "docker")
+
+# The components' settings hold every default; the pipeline parameters name them.
+_PREPARE = PrepareConfig()
+_SCRATCH = ScratchSettings()
+_TRANSFER = TransferSettings()
+_PROMOTE = PromoteConfig()
+
+
+class TaskFailedError(CatsdogsError, RuntimeError):
+    """A task of a local run failed; kfp.local printed its log above the message."""
 
 
 @dataclasses.dataclass(frozen=True)
 class RunParameters:
-    """The pipeline's parameters, with the same defaults as the ``@dsl.pipeline`` function."""
+    """The pipeline's parameters; their defaults come from the components' settings.
+
+    The ``@dsl.pipeline`` function takes its defaults from here, and the CLI's options too.
+
+    Raises:
+        SettingsError: A value is out of range (checked by the components' settings too).
+    """
 
     source: str
-    train_per_class: int = 1000
-    val_per_class: int = 500
-    test_per_class: int = 500
-    seed: int = 1337
-    trainers: str = "both"
-    scratch_epochs: int = 100
-    transfer_epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    backbone: str = "vgg16"
-    weights: str = "imagenet"
-    transfer_mode: str = "features"
+    train_per_class: int = _PREPARE.train_per_class
+    val_per_class: int = _PREPARE.val_per_class
+    test_per_class: int = _PREPARE.test_per_class
+    seed: int = _PREPARE.seed
+    trainers: str = TRAINERS[0]
+    scratch_epochs: int = _SCRATCH.epochs
+    transfer_epochs: int = _TRANSFER.epochs
+    batch_size: int = _SCRATCH.batch_size
+    learning_rate: float = _SCRATCH.learning_rate
+    backbone: str = _TRANSFER.backbone
+    weights: str = _TRANSFER.weights
+    transfer_mode: str = _TRANSFER.mode
     champion_uri: str = ""
-    margin: float = 0.0
+    margin: float = _PROMOTE.margin
     checkpoint_root: str = ""
 
     def __post_init__(self) -> None:
         if not self.source:
-            raise ValueError("source must name a folder, archive, gs:// prefix or URL, got ''.")
+            raise SettingsError("source must name a folder, archive, gs:// prefix or URL, got ''.")
         if self.trainers not in TRAINERS:
-            raise ValueError(
+            raise SettingsError(
                 f"trainers must be one of {', '.join(TRAINERS)}, got {self.trainers!r}."
             )
         for name in (
@@ -62,11 +92,24 @@ class RunParameters:
             "batch_size",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if not 0.0 < self.learning_rate < 1.0:
-            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}.")
-        if not 0.0 <= self.margin < 1.0:
-            raise ValueError(f"margin must be in [0, 1), got {self.margin}.")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        # The components check the rest, with the same rules as when they run.
+        PrepareConfig(
+            train_per_class=self.train_per_class,
+            val_per_class=self.val_per_class,
+            test_per_class=self.test_per_class,
+            seed=self.seed,
+        )
+        common = {"batch_size": self.batch_size, "seed": self.seed}
+        ScratchSettings(epochs=self.scratch_epochs, learning_rate=self.learning_rate, **common)
+        TransferSettings(
+            backbone=self.backbone,
+            weights=self.weights,
+            mode=self.transfer_mode,
+            epochs=self.transfer_epochs,
+            **common,
+        )
+        PromoteConfig(margin=self.margin)
 
     def arguments(self) -> dict[str, Any]:
         """The pipeline arguments, by parameter name."""
@@ -125,27 +168,36 @@ def _absolute(parameters: RunParameters) -> RunParameters:
     )
 
 
-def run_local(parameters: RunParameters, output: str | Path) -> LocalRun:
+def run_local(
+    parameters: RunParameters,
+    output: str | Path,
+    runner: str = "subprocess",
+    image: str | None = None,
+) -> LocalRun:
     """Run the pipeline with ``kfp.local`` and return where its artifacts are.
 
     Args:
         parameters: The pipeline parameters.
         output: A local folder; the run's artifacts go under ``<output>/kfp/``.
+        runner: ``subprocess`` (the installed package) or ``docker`` (every task in the image).
+        image: The image for ``docker``; default ``CATSDOGS_IMAGE`` or the project's image.
 
     Returns:
         The run folder and the files each task wrote.
 
     Raises:
-        FileNotFoundError: A local source does not exist (checked before anything runs).
-        RuntimeError: A task failed (the message names it; its log is above).
+        SourceError: A local source does not exist (checked before anything runs).
+        TaskFailedError: A task failed (the message names it; its log is above).
     """
     import warnings
 
     from kfp import local
 
+    if runner not in RUNNERS:
+        raise SettingsError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}.")
     parameters = _absolute(parameters)
     if "://" not in parameters.source and not Path(parameters.source).exists():
-        raise FileNotFoundError(
+        raise SourceError(
             f"source {parameters.source} does not exist: expected a folder of cat.<id>.jpg / "
             "dog.<id>.jpg photos (or cat/ and dog/ subfolders), an archive, a gs:// prefix or an "
             "https:// URL."
@@ -153,17 +205,27 @@ def run_local(parameters: RunParameters, output: str | Path) -> LocalRun:
     root = Path(output).resolve() / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in root.iterdir()}
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(root),
-        raise_on_error=True,
-    )
-    pipeline = build_pipeline(PipelineOptions(local=True))
-    with warnings.catch_warnings():
-        # SubprocessRunner warns that our base image is not a plain Python image; locally the
-        # components run from the installed package instead, which is the point.
-        warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-        pipeline(**parameters.arguments())
+    with contextlib.ExitStack() as stack:
+        if runner == "docker":
+            image = image or config.image()
+            task_runner: Any = stack.enter_context(
+                docker_runner.docker_runner(image, root, parameters)
+            )
+        else:
+            task_runner = local.SubprocessRunner(use_venv=False)
+        local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
+        pipeline = build_pipeline(PipelineOptions(local=True))
+        if runner == "docker":
+            docker_runner.check_image(pipeline, image)
+        with warnings.catch_warnings():
+            # SubprocessRunner warns that our base image is not a plain Python image; locally the
+            # components run from the installed package instead, which is the point.
+            warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
+            try:
+                pipeline(**parameters.arguments())
+            except RuntimeError as error:  # kfp.local: a task failed, its log is above
+                first = (str(error).splitlines() or [repr(error)])[0]
+                raise TaskFailedError(f"{first} See the task's log above.") from error
     new = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in before)
     if not new:
         raise RuntimeError(f"kfp.local finished but wrote no run folder under {root}.")

@@ -13,7 +13,13 @@ The graph, in words::
 
 KFP forbids a task outside a ``dsl.If`` from reading an output made inside it, so "render the better
 of the models that ran" is written as one ``dsl.If``/``dsl.Elif`` group on ``trainers`` whose
-branches reuse the two training sub-pipelines and the ``finish`` sub-pipeline.
+branches reuse the two training sub-pipelines and the ``finish`` sub-pipeline; the compiler emits a
+copy of ``finish`` per call (``comp-finish`` to ``comp-finish-4``). ``dsl.OneOf`` would let one
+``finish`` read the single-trainer branches' model, but kfp 2.17's local runner resolves only
+parameter outputs of a ``dsl.OneOf``, not artifacts (``Expected 1 artifact in
+ArtifactSelectorSpec``), so ``catsdogs run`` could not run it; and a ``both`` run picks between two
+models that both exist, which ``dsl.OneOf`` cannot express (its inputs must be made inside the
+branches).
 
 Everything that trains, extracts features, evaluates or renders requests GPUs, CPU and memory and
 retries with backoff (spot preemption); trainers get ``require_gpu=True`` so a pod scheduled without
@@ -27,6 +33,8 @@ kfp is imported inside functions (house rule: importing this module stays cheap)
 import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
+
+from catsdogs.components.common.errors import SettingsError
 
 if TYPE_CHECKING:
     from kfp.dsl import PipelineTask
@@ -49,9 +57,9 @@ class Toleration:
 
     def __post_init__(self) -> None:
         if not _LABEL.match(self.key):
-            raise ValueError(f"toleration key must be a Kubernetes label key, got {self.key!r}.")
+            raise SettingsError(f"toleration key must be a Kubernetes label key, got {self.key!r}.")
         if self.effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-            raise ValueError(
+            raise SettingsError(
                 f"toleration effect must be NoSchedule, PreferNoSchedule or NoExecute, "
                 f"got {self.effect!r}."
             )
@@ -62,7 +70,7 @@ class Toleration:
         rest, _, effect = text.partition(":")
         key, _, value = rest.partition("=")
         if not key:
-            raise ValueError(
+            raise SettingsError(
                 f"Expected a toleration as key[=value][:effect], got {text!r}; "
                 "e.g. --toleration nvidia.com/gpu=present:NoSchedule."
             )
@@ -75,7 +83,7 @@ def parse_node_selector(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, 
     for item in items:
         label, sep, value = item.partition("=")
         if not sep or not _LABEL.match(label) or not value:
-            raise ValueError(
+            raise SettingsError(
                 f"Expected a node selector as label=value, got {item!r}; "
                 "e.g. --node-selector cloud.google.com/gke-accelerator=nvidia-l4."
             )
@@ -85,7 +93,11 @@ def parse_node_selector(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineOptions:
-    """Compile-time settings: where tasks run and what they request (not pipeline parameters)."""
+    """Compile-time settings: where tasks run and what they request (not pipeline parameters).
+
+    Raises:
+        SettingsError: A value is out of range or not a Kubernetes quantity.
+    """
 
     accelerator_type: str = "nvidia.com/gpu"
     accelerator_count: int = 1
@@ -102,28 +114,30 @@ class PipelineOptions:
 
     def __post_init__(self) -> None:
         if not self.accelerator_type.strip():
-            raise ValueError(
+            raise SettingsError(
                 "accelerator_type must name an accelerator (e.g. nvidia.com/gpu, NVIDIA_L4), "
                 "got ''."
             )
         if not 1 <= self.accelerator_count <= 16:
-            raise ValueError(
+            raise SettingsError(
                 f"accelerator_count must be between 1 and 16, got {self.accelerator_count}."
             )
         for name in ("gpu_cpu_request", "gpu_memory_request", "cpu_request", "memory_request"):
             if not _QUANTITY.match(getattr(self, name)):
-                raise ValueError(
+                raise SettingsError(
                     f"{name} must be a Kubernetes quantity such as 4, 500m or 16G, "
                     f"got {getattr(self, name)!r}."
                 )
         if not 0 <= self.retries <= 10:
-            raise ValueError(f"retries must be between 0 and 10, got {self.retries}.")
+            raise SettingsError(f"retries must be between 0 and 10, got {self.retries}.")
         if not re.match(r"^[0-9]+s$", self.backoff_duration):
-            raise ValueError(
+            raise SettingsError(
                 f"backoff_duration must be whole seconds like 60s, got {self.backoff_duration!r}."
             )
         if not 1.0 <= self.backoff_factor <= 10.0:
-            raise ValueError(f"backoff_factor must be between 1 and 10, got {self.backoff_factor}.")
+            raise SettingsError(
+                f"backoff_factor must be between 1 and 10, got {self.backoff_factor}."
+            )
 
 
 def _light(func: Any) -> Any:
@@ -146,16 +160,18 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     from typing import NamedTuple
 
     from catsdogs.components.evaluate.component import evaluate
-    from catsdogs.components.evaluate.component import promote as promote_component
     from catsdogs.components.prepare_dataset.component import prepare_dataset
+    from catsdogs.components.promote.component import promote as promote_component
     from catsdogs.components.render_activations.component import render_activations
     from catsdogs.components.train_scratch.component import train_scratch
     from catsdogs.components.train_transfer.component import train_transfer
     from catsdogs.pipelines import steps
+    from catsdogs.pipelines.local_run import RunParameters
     from kfp import dsl, kubernetes
     from kfp.dsl import Artifact, Dataset, Input, Model
 
     opts = options or PipelineOptions()
+    default: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RunParameters)}
     fingerprint_op = _light(steps.fingerprint_source)
     pick_better_op = _light(steps.pick_better)
     checkpoint_dirs_op = _light(steps.checkpoint_dirs)
@@ -289,21 +305,21 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     )
     def catsdogs(
         source: str,
-        train_per_class: int = 1000,
-        val_per_class: int = 500,
-        test_per_class: int = 500,
-        seed: int = 1337,
-        trainers: str = "both",
-        scratch_epochs: int = 100,
-        transfer_epochs: int = 30,
-        batch_size: int = 32,
-        learning_rate: float = 1e-4,
-        backbone: str = "vgg16",
-        weights: str = "imagenet",
-        transfer_mode: str = "features",
-        champion_uri: str = "",
-        margin: float = 0.0,
-        checkpoint_root: str = "",
+        train_per_class: int = default["train_per_class"],
+        val_per_class: int = default["val_per_class"],
+        test_per_class: int = default["test_per_class"],
+        seed: int = default["seed"],
+        trainers: str = default["trainers"],
+        scratch_epochs: int = default["scratch_epochs"],
+        transfer_epochs: int = default["transfer_epochs"],
+        batch_size: int = default["batch_size"],
+        learning_rate: float = default["learning_rate"],
+        backbone: str = default["backbone"],
+        weights: str = default["weights"],
+        transfer_mode: str = default["transfer_mode"],
+        champion_uri: str = default["champion_uri"],
+        margin: float = default["margin"],
+        checkpoint_root: str = default["checkpoint_root"],
     ) -> None:
         fingerprint = named(
             fingerprint_op(source=source, trainers=trainers), "fingerprint source"

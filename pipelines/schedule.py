@@ -12,7 +12,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catsdogs.pipelines.submit import Target, check_remote_source, connect, experiment_id, upload
+from catsdogs.components.common.errors import SettingsError
+from catsdogs.pipelines.submit import (
+    Target,
+    check_remote_source,
+    connect,
+    experiment_id,
+    refused_as_kfp_error,
+    upload,
+)
 
 if TYPE_CHECKING:
     import kfp
@@ -28,6 +36,8 @@ _FIELDS = {
     "month": (1, 12, _MONTHS, False),
     "day of week": (0, 6, _DAYS, True),
 }
+DEFAULT_NAME = "catsdogs-retrain"
+DEFAULT_MAX_CONCURRENCY = 1
 _DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _EVERY = re.compile(r"^@every ([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
 
@@ -37,14 +47,14 @@ def _value(text: str, field: str, expression: str) -> int:
     if text.upper() in names:
         return low + names.index(text.upper())
     if not text.isdigit():
-        raise ValueError(
+        raise SettingsError(
             f"Invalid cron expression {expression!r}: {field} has {text!r}, expected a number "
             f"{low}-{high}" + (f" or a name ({names[0]}-{names[-1]})" if names else "") + "."
         )
     number = int(text)
     if not low <= number <= high:
         hint = " (use 0 for Sunday)" if field == "day of week" and number == 7 else ""
-        raise ValueError(
+        raise SettingsError(
             f"Invalid cron expression {expression!r}: {field} {number} is outside "
             f"{low}-{high}{hint}."
         )
@@ -56,7 +66,7 @@ def _check_field(text: str, field: str, expression: str) -> None:
     for part in text.split(","):
         base, slash, step = part.partition("/")
         if slash and (not step.isdigit() or int(step) < 1):
-            raise ValueError(
+            raise SettingsError(
                 f"Invalid cron expression {expression!r}: {field} step {step!r} must be a "
                 "positive whole number."
             )
@@ -65,7 +75,7 @@ def _check_field(text: str, field: str, expression: str) -> None:
         start, dash, end = base.partition("-")
         first = _value(start, field, expression)
         if dash and _value(end, field, expression) < first:
-            raise ValueError(
+            raise SettingsError(
                 f"Invalid cron expression {expression!r}: {field} range {base!r} runs backwards."
             )
 
@@ -81,13 +91,13 @@ def to_kfp_cron(expression: str) -> str:
         The six-field expression (descriptors unchanged).
 
     Raises:
-        ValueError: The expression is malformed or a field is out of range.
+        SettingsError: The expression is malformed or a field is out of range.
     """
     text = " ".join(expression.split())
     if text.startswith("@"):
         if text in _DESCRIPTORS or _EVERY.match(text):
             return text
-        raise ValueError(
+        raise SettingsError(
             f"Invalid cron expression {expression!r}: expected five fields like '0 3 * * *', "
             f"six with seconds first, or one of {', '.join(sorted(_DESCRIPTORS))}, '@every 6h'."
         )
@@ -95,7 +105,7 @@ def to_kfp_cron(expression: str) -> str:
     if len(fields) == 5:
         fields = ["0", *fields]
     if len(fields) != 6:
-        raise ValueError(
+        raise SettingsError(
             f"Invalid cron expression {expression!r}: expected 5 fields (minute hour day month "
             f"weekday, e.g. '0 3 * * *') or 6 with seconds first, got {len(fields)}."
         )
@@ -121,8 +131,8 @@ def create(
     target: Target,
     arguments: dict[str, Any],
     cron: str,
-    name: str = "catsdogs-retrain",
-    max_concurrency: int = 1,
+    name: str = DEFAULT_NAME,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     no_catchup: bool = True,
 ) -> tuple[str, str]:
     """Upload the pipeline (new version if it exists) and create a recurring run of it.
@@ -138,26 +148,32 @@ def create(
 
     Returns:
         The recurring run id and the six-field cron it uses.
+
+    Raises:
+        SettingsError: The cron expression or max_concurrency is invalid.
+        SourceError: The source is a local path the cluster cannot read.
+        KfpError: KFP could not be reached or refused a request.
     """
     kfp_cron = to_kfp_cron(cron)
     if not 1 <= max_concurrency <= 10:
-        raise ValueError(f"max_concurrency must be between 1 and 10, got {max_concurrency}.")
+        raise SettingsError(f"max_concurrency must be between 1 and 10, got {max_concurrency}.")
     check_remote_source(arguments)
     client = connect(target)
-    uploaded = upload(client, package, target)
-    experiment = experiment_id(client, target)
-    recurring = client.create_recurring_run(
-        experiment_id=experiment,
-        job_name=name,
-        description=f"Scheduled retraining ({kfp_cron}), version {uploaded.version_name}.",
-        cron_expression=kfp_cron,
-        max_concurrency=max_concurrency,
-        no_catchup=no_catchup,
-        params=arguments,
-        pipeline_id=uploaded.pipeline_id,
-        version_id=uploaded.version_id,
-        enabled=True,
-    )
+    with refused_as_kfp_error():
+        uploaded = upload(client, package, target)
+        experiment = experiment_id(client, target)
+        recurring = client.create_recurring_run(
+            experiment_id=experiment,
+            job_name=name,
+            description=f"Scheduled retraining ({kfp_cron}), version {uploaded.version_name}.",
+            cron_expression=kfp_cron,
+            max_concurrency=max_concurrency,
+            no_catchup=no_catchup,
+            params=arguments,
+            pipeline_id=uploaded.pipeline_id,
+            version_id=uploaded.version_id,
+            enabled=True,
+        )
     return str(recurring.recurring_run_id), kfp_cron
 
 
@@ -179,9 +195,10 @@ def list_schedules(client: kfp.Client, target: Target) -> list[Schedule]:
     schedules: list[Schedule] = []
     token = ""
     while True:
-        page = client.list_recurring_runs(
-            page_token=token, page_size=100, namespace=target.namespace
-        )
+        with refused_as_kfp_error():
+            page = client.list_recurring_runs(
+                page_token=token, page_size=100, namespace=target.namespace
+            )
         schedules.extend(_as_schedule(item) for item in page.recurring_runs or [])
         token = page.next_page_token or ""
         if not token:
@@ -190,4 +207,5 @@ def list_schedules(client: kfp.Client, target: Target) -> list[Schedule]:
 
 def delete(client: kfp.Client, recurring_run_id: str) -> None:
     """Delete one recurring run by id (its past runs stay)."""
-    client.delete_recurring_run(recurring_run_id)
+    with refused_as_kfp_error():
+        client.delete_recurring_run(recurring_run_id)

@@ -2,8 +2,8 @@
 
 Connecting follows ``kfp.Client``'s standard ways, in this order:
 
-1. ``--host`` / ``KFP_HOST`` with ``--token`` / ``KFP_TOKEN`` (a bearer token made outside, e.g. by
-   ``gcloud auth print-access-token`` behind IAP or a Dex/OIDC token);
+1. ``--host`` / ``KFP_HOST`` with ``KFP_TOKEN`` in the environment (a bearer token made outside,
+   e.g. by ``gcloud auth print-access-token`` behind IAP, or a Dex/OIDC token);
 2. ``--host`` / ``KFP_HOST`` alone: a port-forwarded or open endpoint
    (``kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`` then ``http://localhost:8080``);
 3. no host, inside a pod of the cluster: the in-cluster service and the projected service-account
@@ -16,11 +16,16 @@ Credentials never become pipeline parameters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from catsdogs.components.common.errors import CatsdogsError, SettingsError, SourceError
+from catsdogs.pipelines.pipeline import PIPELINE_NAME
 
 if TYPE_CHECKING:
     import kfp
@@ -28,29 +33,46 @@ if TYPE_CHECKING:
 DEFAULT_EXPERIMENT = "catsdogs"
 
 
-class KfpError(RuntimeError):
+class KfpError(CatsdogsError, RuntimeError):
     """Kubeflow Pipelines could not be reached or refused a request (the message says how to fix)."""
+
+
+@contextlib.contextmanager
+def refused_as_kfp_error() -> Iterator[None]:
+    """Turn the KFP API's refusal of a request (an HTTP error status) into a :class:`KfpError`."""
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as error:
+        raise KfpError(
+            f"Kubeflow Pipelines refused the request: HTTP {error.status} {error.reason}."
+        ) from error
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where to send the pipeline: the KFP endpoint, namespace and names."""
+    """Where to send the pipeline: the KFP endpoint, namespace and names.
+
+    Raises:
+        SettingsError: The host is not an http(s):// URL, or a name is empty.
+    """
 
     host: str | None = None
     namespace: str | None = None
     token: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
-    pipeline_name: str = "catsdogs"
+    pipeline_name: str = PIPELINE_NAME
 
     def __post_init__(self) -> None:
         if self.host is not None and not self.host.startswith(("http://", "https://")):
-            raise ValueError(
+            raise SettingsError(
                 f"host must start with http:// or https://, got {self.host!r}; "
                 "e.g. --host http://localhost:8080 after a port-forward."
             )
         for name in ("experiment", "pipeline_name"):
             if not getattr(self, name).strip():
-                raise ValueError(f"{name} must not be empty.")
+                raise SettingsError(f"{name} must not be empty.")
 
     @classmethod
     def from_environment(cls, **given: Any) -> Target:
@@ -180,7 +202,7 @@ def check_remote_source(arguments: dict[str, Any]) -> None:
     """Refuse a local source path for a cluster run: the pods cannot see this machine's files."""
     source = str(arguments.get("source", ""))
     if not source.startswith(("gs://", "https://", "http://")):
-        raise ValueError(
+        raise SourceError(
             f"source {source!r} is not reachable from the cluster: expected a gs:// prefix or an "
             "https:// URL; upload the data first (e.g. gsutil -m cp -r DIR gs://BUCKET/raw)."
         )
@@ -202,19 +224,24 @@ def submit(
 
     Returns:
         The run id and its URL in the KFP UI.
+
+    Raises:
+        SourceError: The source is a local path the cluster cannot read.
+        KfpError: KFP could not be reached or refused a request.
     """
     check_remote_source(arguments)
     client = connect(target)
-    uploaded = upload(client, package, target)
-    experiment = experiment_id(client, target)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-    run = client.run_pipeline(
-        experiment_id=experiment,
-        job_name=run_name or f"{target.pipeline_name}-{stamp}",
-        params=arguments,
-        pipeline_id=uploaded.pipeline_id,
-        version_id=uploaded.version_id,
-    )
+    with refused_as_kfp_error():
+        uploaded = upload(client, package, target)
+        experiment = experiment_id(client, target)
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        run = client.run_pipeline(
+            experiment_id=experiment,
+            job_name=run_name or f"{target.pipeline_name}-{stamp}",
+            params=arguments,
+            pipeline_id=uploaded.pipeline_id,
+            version_id=uploaded.version_id,
+        )
     return Submitted(
         run_id=run.run_id,
         url=target.url(f"runs/details/{run.run_id}"),

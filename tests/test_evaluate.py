@@ -166,7 +166,7 @@ def test_thin_roc_keeps_ends():
 
 
 def test_cli_evaluate_and_errors(tmp_path, tiny_dataset, flat_dir):
-    from catsdogs.components.cli import app
+    from catsdogs.cli.app import app
 
     data = tiny_dataset(per_class=2, size=32)
     runner = CliRunner()
@@ -198,7 +198,7 @@ def test_cli_evaluate_and_errors(tmp_path, tiny_dataset, flat_dir):
 
 
 def test_cli_defaults_match_config():
-    from catsdogs.components import cli
+    from catsdogs.cli import evaluate as cli
 
     defaults = core.EvaluateConfig()
     command = inspect.signature(cli.evaluate).parameters

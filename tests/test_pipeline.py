@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import re
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from catsdogs.components.cli import app
+from catsdogs.cli.app import app
 from catsdogs.components.common import config
 from catsdogs.pipelines import steps
 from catsdogs.pipelines.compile import check_image, compile_pipeline
@@ -258,7 +259,7 @@ def test_parameter_defaults_agree_everywhere(compiled: Path) -> None:
     for name, default in fields.items():
         if name != "source":
             assert pipeline_defaults[name] == default, name
-    from catsdogs.components import cli
+    from catsdogs.cli import pipeline as cli
 
     for command in (cli.run_command, cli.submit_command, cli.schedule_create_command):
         cli_defaults = {
@@ -298,9 +299,42 @@ def test_steps(tmp_path: Path) -> None:
 
 
 def test_compile_cli_defaults_equal_options_defaults() -> None:
-    from catsdogs.components import cli
+    from catsdogs.cli import pipeline as cli
 
     params = inspect.signature(cli.compile_command).parameters
     defaults = PipelineOptions()
     for name in ("accelerator_type", "accelerator_count", "retries"):
         assert params[name].default == getattr(defaults, name), name
+
+
+def test_component_literals_equal_the_settings() -> None:
+    """The KFP wrappers restate defaults as literals (KFP needs them): the one check they match."""
+    from catsdogs.components.prepare_dataset.component import prepare_dataset
+    from catsdogs.components.prepare_dataset.settings import PrepareConfig
+    from catsdogs.components.promote.component import promote
+    from catsdogs.components.promote.core import PromoteConfig
+    from catsdogs.components.render_activations import core as render
+    from catsdogs.components.render_activations.component import render_activations
+    from catsdogs.components.train_scratch.component import train_scratch
+    from catsdogs.components.train_scratch.core import ScratchSettings
+    from catsdogs.components.train_transfer.component import train_transfer
+    from catsdogs.components.train_transfer.core import TransferSettings
+
+    as_setting = {"channels": render.parse_channels}  # a KFP string for a tuple
+    for component, settings in (
+        (prepare_dataset, PrepareConfig),
+        (train_scratch, ScratchSettings),
+        (train_transfer, TransferSettings),
+        (promote, PromoteConfig),
+        (render_activations, render.RenderConfig),
+    ):
+        fields = {field.name: field.default for field in dataclasses.fields(settings)}
+        literals = {
+            name: parameter.default
+            for name, parameter in inspect.signature(component.python_func).parameters.items()
+            if parameter.default is not inspect.Parameter.empty and name in fields
+        }
+        assert literals, component.name
+        for name, literal in literals.items():
+            value = as_setting.get(name, lambda x: x)(literal)
+            assert value == fields[name], (component.name, name)

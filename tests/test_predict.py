@@ -82,7 +82,7 @@ def test_predict_gcs_prefix(bucket, tmp_path, model_dir):
 
 
 def test_cli_predict_text_jsonl_and_exit_codes(tmp_path, model_dir):
-    from catsdogs.components.cli import app
+    from catsdogs.cli.app import app
 
     good = write_jpeg(tmp_path / "good.jpg")
     bad = tmp_path / "bad.jpg"

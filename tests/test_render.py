@@ -149,7 +149,7 @@ def test_default_channels_are_clipped(model_dirs):
 
 
 def test_wrapper_writes_html(tmp_path, tiny_dataset, model_dirs):
-    from catsdogs.components import cli
+    from catsdogs.cli import evaluate as cli
     from catsdogs.components.render_activations.component import render_activations
     from kfp import dsl
 
@@ -178,7 +178,7 @@ def test_wrapper_writes_html(tmp_path, tiny_dataset, model_dirs):
 
 
 def test_cli_render_and_errors(tmp_path, model_dirs):
-    from catsdogs.components.cli import app
+    from catsdogs.cli.app import app
 
     image = write_jpeg(tmp_path / "cat.jpg")
     runner = CliRunner()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from catsdogs.components.cli import app
+from catsdogs.cli.app import app
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -97,7 +97,7 @@ def test_whole_pipeline_runs_locally_and_writes_every_artifact(tmp_path: Path, b
         assert "curves" in written
     assert any(name.startswith("features/") for name in files(run_dir / "train-transfer"))
     for evaluation in ("evaluate", "evaluate-2"):
-        metrics = json.loads((run_dir / evaluation / "evaluation" / "metrics.json").read_text())
+        metrics = json.loads((run_dir / evaluation / "evaluation" / "evaluation.json").read_text())
         assert 0.0 <= metrics["accuracy"] <= 1.0
         assert "report" in files(run_dir / evaluation)
     better = json.loads((run_dir / "pick-better" / "executor_output.json").read_text())

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from catsdogs.components.cli import app
+from catsdogs.cli.app import app
 from catsdogs.pipelines.schedule import to_kfp_cron
 from typer.testing import CliRunner
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from catsdogs.components.cli import app
+from catsdogs.cli.app import app
 from catsdogs.pipelines.submit import KfpError, Target, connect
 from typer.testing import CliRunner
 

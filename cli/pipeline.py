@@ -1,0 +1,282 @@
+"""``catsdogs compile``, ``run``, ``submit`` and ``schedule``: the pipeline, locally or on a cluster.
+
+The pipeline parameters' defaults come from :class:`~catsdogs.pipelines.local_run.RunParameters`
+(which reads them from the components' settings), the compile options' from
+:class:`~catsdogs.pipelines.pipeline.PipelineOptions`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from catsdogs.components.common.errors import SettingsError
+from catsdogs.pipelines import schedule
+from catsdogs.pipelines.local_run import RUNNERS, RunParameters
+from catsdogs.pipelines.pipeline import TRAINERS, PipelineOptions
+from catsdogs.pipelines.submit import Target
+
+app = typer.Typer()
+schedule_app = typer.Typer(help="Recurring runs (scheduled retraining): create, list, delete.")
+
+_RUN: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(RunParameters)}
+_TARGET: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(Target)}
+_OPTIONS = PipelineOptions()
+
+Trainers = enum.StrEnum("Trainers", [(name, name) for name in TRAINERS])  # type: ignore[misc]
+Trainers.__doc__ = "Which trainers a pipeline run uses."
+_DEFAULT_TRAINERS = Trainers(_RUN["trainers"])
+Runner = enum.StrEnum("Runner", [(name, name) for name in RUNNERS])  # type: ignore[misc]
+Runner.__doc__ = "How kfp.local runs each task of ``catsdogs run``."
+_DEFAULT_RUNNER = Runner(RUNNERS[0])
+
+# Pipeline parameters, shared by run, submit and schedule create.
+_Source = Annotated[str, typer.Option(help="Folder, .zip/.tar, gs:// prefix or https:// URL.")]
+_TrainPer = Annotated[int, typer.Option(help="Training images per class.")]
+_ValPer = Annotated[int, typer.Option(help="Validation images per class.")]
+_TestPer = Annotated[int, typer.Option(help="Test images per class.")]
+_Seed = Annotated[int, typer.Option(help="Seed for the split and training.")]
+_Trainers = Annotated[Trainers, typer.Option(help="Which trainers run.")]
+_ScratchEpochs = Annotated[int, typer.Option(help="Epochs for the CNN trained from scratch.")]
+_TransferEpochs = Annotated[int, typer.Option(help="Epochs for the transfer model's head.")]
+_Batch = Annotated[int, typer.Option(help="Batch size for both trainers.")]
+_LearningRate = Annotated[float, typer.Option(help="Learning rate of the scratch CNN.")]
+_Backbone = Annotated[str, typer.Option(help="keras.applications backbone (vgg16, ...).")]
+_Weights = Annotated[str, typer.Option(help="'imagenet' or a path to a weights .h5 file.")]
+_Mode = Annotated[str, typer.Option("--transfer-mode", help="features, frozen or fine-tune.")]
+_Champion = Annotated[str, typer.Option(help="Champion model URI; empty skips the gate.")]
+_Margin = Annotated[float, typer.Option(help="Accuracy a challenger must beat the champion by.")]
+_Checkpoints = Annotated[
+    str, typer.Option(help="gs:// prefix for per-epoch checkpoints: a retried trainer resumes.")
+]
+# Compile-time options.
+_AcceleratorType = Annotated[str, typer.Option(help="Accelerator each GPU task requests.")]
+_AcceleratorCount = Annotated[int, typer.Option(help="Accelerators per GPU task.")]
+_NodeSelector = Annotated[
+    list[str] | None, typer.Option(help="label=value for GPU tasks' node selector (repeatable).")
+]
+_Toleration = Annotated[
+    list[str] | None, typer.Option(help="key[=value][:effect] toleration for GPU tasks (repeat).")
+]
+_Retries = Annotated[int, typer.Option(help="Retries of a GPU task (spot preemption).")]
+# Cluster connection (credentials only from the environment: KFP_TOKEN, KF_PIPELINES_*).
+_Host = Annotated[str | None, typer.Option(help="KFP endpoint; default KFP_HOST or in-cluster.")]
+_Namespace = Annotated[str | None, typer.Option(help="Profile namespace (multi-user KFP).")]
+_Experiment = Annotated[str, typer.Option(help="Experiment to run in (created if missing).")]
+_PipelineName = Annotated[
+    str, typer.Option(help="Pipeline name in KFP (new version if it exists).")
+]
+_Package = Annotated[
+    Path | None,
+    typer.Option(help="A compiled pipeline YAML; default: compile now with default options."),
+]
+
+
+def _run_parameters(**values: Any) -> RunParameters:
+    values["trainers"] = Trainers(values["trainers"]).value
+    return RunParameters(**values)
+
+
+@contextlib.contextmanager
+def _package(package: Path | None) -> Iterator[Path]:
+    """The given compiled YAML, or a freshly compiled one in a temporary folder."""
+    import tempfile
+
+    if package is not None:
+        if not package.is_file():
+            raise SettingsError(
+                f"--package {package} does not exist; run `catsdogs compile --output FILE` first."
+            )
+        yield package
+        return
+    from catsdogs.pipelines.compile import compile_pipeline
+
+    with tempfile.TemporaryDirectory() as folder:
+        yield compile_pipeline(Path(folder) / "catsdogs.yaml")
+
+
+@app.command("compile")
+def compile_command(
+    output: Annotated[Path, typer.Option(help="Where to write the compiled pipeline YAML.")],
+    accelerator_type: _AcceleratorType = _OPTIONS.accelerator_type,
+    accelerator_count: _AcceleratorCount = _OPTIONS.accelerator_count,
+    node_selector: _NodeSelector = None,
+    toleration: _Toleration = None,
+    retries: _Retries = _OPTIONS.retries,
+) -> None:
+    """Compile the pipeline for a cluster (GPU requests, retries; image must be pinned)."""
+    from catsdogs.pipelines.compile import compile_pipeline
+    from catsdogs.pipelines.pipeline import Toleration, parse_node_selector
+
+    options = PipelineOptions(
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        node_selector=parse_node_selector(node_selector or []),
+        tolerations=tuple(Toleration.parse(item) for item in toleration or []),
+        retries=retries,
+    )
+    path = compile_pipeline(output, options)
+    typer.echo(f"Compiled pipeline: {path}")
+
+
+@app.command("run")
+def run_command(
+    source: _Source,
+    output: Annotated[Path, typer.Option(help="Local folder for the run's artifacts.")] = Path(
+        "runs"
+    ),
+    train_per_class: _TrainPer = _RUN["train_per_class"],
+    val_per_class: _ValPer = _RUN["val_per_class"],
+    test_per_class: _TestPer = _RUN["test_per_class"],
+    seed: _Seed = _RUN["seed"],
+    trainers: _Trainers = _DEFAULT_TRAINERS,
+    scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
+    transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
+    batch_size: _Batch = _RUN["batch_size"],
+    learning_rate: _LearningRate = _RUN["learning_rate"],
+    backbone: _Backbone = _RUN["backbone"],
+    weights: _Weights = _RUN["weights"],
+    transfer_mode: _Mode = _RUN["transfer_mode"],
+    champion_uri: _Champion = _RUN["champion_uri"],
+    margin: _Margin = _RUN["margin"],
+    checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
+    runner: Annotated[
+        Runner,
+        typer.Option(help="subprocess: tasks use this install; docker: every task in the image."),
+    ] = _DEFAULT_RUNNER,
+    image: Annotated[
+        str | None, typer.Option(help="Image for --runner docker; default CATSDOGS_IMAGE.")
+    ] = None,
+) -> None:
+    """Run the whole pipeline on this machine with KFP's local runner (kfp.local)."""
+    values = dict(locals())
+    from catsdogs.pipelines.local_run import run_local
+
+    output, runner, image = values.pop("output"), values.pop("runner"), values.pop("image")
+    run = run_local(_run_parameters(**values), output, runner=runner.value, image=image)
+    typer.echo(run.summary())
+
+
+@app.command("submit")
+def submit_command(
+    source: _Source,
+    train_per_class: _TrainPer = _RUN["train_per_class"],
+    val_per_class: _ValPer = _RUN["val_per_class"],
+    test_per_class: _TestPer = _RUN["test_per_class"],
+    seed: _Seed = _RUN["seed"],
+    trainers: _Trainers = _DEFAULT_TRAINERS,
+    scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
+    transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
+    batch_size: _Batch = _RUN["batch_size"],
+    learning_rate: _LearningRate = _RUN["learning_rate"],
+    backbone: _Backbone = _RUN["backbone"],
+    weights: _Weights = _RUN["weights"],
+    transfer_mode: _Mode = _RUN["transfer_mode"],
+    champion_uri: _Champion = _RUN["champion_uri"],
+    margin: _Margin = _RUN["margin"],
+    checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
+    package: _Package = None,
+    host: _Host = None,
+    namespace: _Namespace = None,
+    experiment: _Experiment = _TARGET["experiment"],
+    pipeline_name: _PipelineName = _TARGET["pipeline_name"],
+    run_name: Annotated[str | None, typer.Option(help="Run display name.")] = None,
+) -> None:
+    """Upload the pipeline (a new version if it exists), start a run, print its URL."""
+    values = dict(locals())
+    from catsdogs.pipelines.submit import submit
+
+    connection = {k: values.pop(k) for k in ("host", "namespace", "experiment", "pipeline_name")}
+    package, run_name = values.pop("package"), values.pop("run_name")
+    target = Target.from_environment(**connection)
+    parameters = _run_parameters(**values)
+    with _package(package) as path:
+        result = submit(path, target, parameters.arguments(), run_name=run_name)
+    typer.echo(f"Pipeline version: {result.uploaded.version_name}")
+    typer.echo(f"Run {result.run_id}: {result.url}")
+
+
+@schedule_app.command("create")
+def schedule_create_command(
+    source: _Source,
+    cron: Annotated[str, typer.Option(help="'0 3 * * *' (5 fields) or 6 with seconds first.")],
+    name: Annotated[str, typer.Option(help="Recurring run name.")] = schedule.DEFAULT_NAME,
+    max_concurrency: Annotated[
+        int, typer.Option(help="Runs at once, at most.")
+    ] = schedule.DEFAULT_MAX_CONCURRENCY,
+    catchup: Annotated[bool, typer.Option(help="Backfill every missed interval.")] = False,
+    train_per_class: _TrainPer = _RUN["train_per_class"],
+    val_per_class: _ValPer = _RUN["val_per_class"],
+    test_per_class: _TestPer = _RUN["test_per_class"],
+    seed: _Seed = _RUN["seed"],
+    trainers: _Trainers = _DEFAULT_TRAINERS,
+    scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
+    transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
+    batch_size: _Batch = _RUN["batch_size"],
+    learning_rate: _LearningRate = _RUN["learning_rate"],
+    backbone: _Backbone = _RUN["backbone"],
+    weights: _Weights = _RUN["weights"],
+    transfer_mode: _Mode = _RUN["transfer_mode"],
+    champion_uri: _Champion = _RUN["champion_uri"],
+    margin: _Margin = _RUN["margin"],
+    checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
+    package: _Package = None,
+    host: _Host = None,
+    namespace: _Namespace = None,
+    experiment: _Experiment = _TARGET["experiment"],
+    pipeline_name: _PipelineName = _TARGET["pipeline_name"],
+) -> None:
+    """Create a recurring run of the pipeline (uploads a new pipeline version first)."""
+    values = dict(locals())
+    connection = {k: values.pop(k) for k in ("host", "namespace", "experiment", "pipeline_name")}
+    settings = {k: values.pop(k) for k in ("cron", "name", "max_concurrency", "catchup", "package")}
+    kfp_cron = schedule.to_kfp_cron(settings["cron"])
+    target = Target.from_environment(**connection)
+    parameters = _run_parameters(**values)
+    with _package(settings["package"]) as path:
+        recurring_run_id, kfp_cron = schedule.create(
+            path,
+            target,
+            parameters.arguments(),
+            cron=kfp_cron,
+            name=settings["name"],
+            max_concurrency=settings["max_concurrency"],
+            no_catchup=not settings["catchup"],
+        )
+    typer.echo(f"Recurring run {recurring_run_id}: cron '{kfp_cron}' (KFP, seconds first)")
+    typer.echo(target.url(f"recurringrun/details/{recurring_run_id}"))
+
+
+@schedule_app.command("list")
+def schedule_list_command(host: _Host = None, namespace: _Namespace = None) -> None:
+    """List the recurring runs."""
+    from catsdogs.pipelines.submit import connect
+
+    target = Target.from_environment(host=host, namespace=namespace)
+    schedules = schedule.list_schedules(connect(target), target)
+    if not schedules:
+        typer.echo("No recurring runs.")
+    for item in schedules:
+        typer.echo(
+            f"{item.recurring_run_id}  {item.name}  cron='{item.cron}'  {item.status}  "
+            f"max_concurrency={item.max_concurrency}  no_catchup={item.no_catchup}"
+        )
+
+
+@schedule_app.command("delete")
+def schedule_delete_command(
+    recurring_run_id: Annotated[str, typer.Argument(help="Id from `catsdogs schedule list`.")],
+    host: _Host = None,
+    namespace: _Namespace = None,
+) -> None:
+    """Delete a recurring run (its past runs stay)."""
+    from catsdogs.pipelines.submit import connect
+
+    target = Target.from_environment(host=host, namespace=namespace)
+    schedule.delete(connect(target), recurring_run_id)
+    typer.echo(f"Deleted recurring run {recurring_run_id}")
