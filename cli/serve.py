@@ -1,0 +1,143 @@
+"""``catsdogs export``, ``serve`` and ``deploy``: the champion as a SavedModel, served and deployed."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from catsdogs.components.serve.deploy import DeploySettings
+
+app = typer.Typer()
+_DEPLOY = DeploySettings(name="catsdogs", serving_uri="gs://bucket/serving")  # for its defaults
+
+ServingUriOption = Annotated[
+    str, typer.Option(help="SERVING_URI: folder or gs:// prefix of numbered SavedModel versions.")
+]
+
+
+@app.command("export")
+def export(
+    model: Annotated[
+        str,
+        typer.Option(help="Model folder (model.keras), champion location or champion version."),
+    ],
+    output: ServingUriOption,
+    version: Annotated[
+        int | None,
+        typer.Option(help="Version folder number; default: the champion's, else the next free."),
+    ] = None,
+    check_image: Annotated[
+        list[str] | None,
+        typer.Option(help="Also check these images (files, folders) against `catsdogs predict`."),
+    ] = None,
+) -> None:
+    """Write a TensorFlow SavedModel to OUTPUT/<N>/ for TF Serving and KServe.
+
+    serving_default takes encoded JPEG/PNG bytes (decoding, resizing and preprocessing are in the
+    graph); serving_pixels takes float RGB pixels at the model's size. The export must give the
+    probabilities of `catsdogs predict` within 1e-4, or nothing is written. Re-exporting the same
+    model to the same version does nothing.
+    """
+    from catsdogs.components.serve import export as exporter
+
+    result = exporter.export(model, output, version, list(check_image or []))
+    if result.created:
+        typer.echo(
+            f"Exported version {result.version} to {result.uri} (max |export - predict| "
+            f"{result.max_difference:.1e})"
+        )
+    else:
+        typer.echo(f"{result.uri} already holds this model (sha256 {result.model_sha256[:12]})")
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="SERVING_URI (highest version), a version folder, a model folder or a champion."
+        ),
+    ],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8080,
+) -> None:
+    """Serve the model on 127.0.0.1 with KServe's model server (V1 and V2 protocols).
+
+    POST /v1/models/catsdogs:predict with {"instances": [{"b64": "<base64 JPEG>"}]}, or
+    /v2/models/catsdogs/infer with a BYTES input image_bytes (base64) or FP32 input pixels.
+    Health: /v2/health/live, readiness: /v2/health/ready. Stop with Ctrl-C.
+    """
+    from catsdogs.components.serve import server
+
+    server.serve(model, port)
+
+
+@app.command("deploy")
+def deploy(
+    serving_uri: ServingUriOption,
+    name: Annotated[str, typer.Option(help="InferenceService name.")] = _DEPLOY.name,
+    namespace: Annotated[
+        str, typer.Option(help="Namespace; default: the pod's, else 'default'.")
+    ] = _DEPLOY.namespace,
+    service_account: Annotated[
+        str, typer.Option(help="Predictor service account (reads SERVING_URI).")
+    ] = _DEPLOY.service_account,
+    canary_traffic_percent: Annotated[
+        int | None, typer.Option(help="Traffic share for the new revision (0-100).")
+    ] = _DEPLOY.canary_traffic_percent,
+    gpus: Annotated[int, typer.Option(help="GPUs per replica (0: CPU).")] = _DEPLOY.gpus,
+    accelerator_type: Annotated[
+        str, typer.Option(help="GPU resource name.")
+    ] = _DEPLOY.accelerator_type,
+    runtime_version: Annotated[
+        str, typer.Option(help="TF Serving image tag, e.g. 2.6.2-gpu with --gpus.")
+    ] = _DEPLOY.runtime_version,
+    cpu: Annotated[str, typer.Option(help="CPU request and limit.")] = _DEPLOY.cpu,
+    memory: Annotated[str, typer.Option(help="Memory request and limit.")] = _DEPLOY.memory,
+    min_replicas: Annotated[
+        int, typer.Option(help="Replicas kept running.")
+    ] = _DEPLOY.min_replicas,
+    max_replicas: Annotated[int, typer.Option(help="Autoscaler maximum.")] = _DEPLOY.max_replicas,
+    host: Annotated[
+        str, typer.Option(help="Kubernetes API URL; default: in-cluster config, else kubeconfig.")
+    ] = "",
+    token: Annotated[str, typer.Option(help="Bearer token for --host.")] = "",
+    dry_run: Annotated[bool, typer.Option(help="Print the manifest; change nothing.")] = False,
+) -> None:
+    """Create or update the KServe InferenceService serving SERVING_URI (server-side apply).
+
+    Rerunning with the same options changes nothing. The RBAC the caller needs is in the
+    docstring of catsdogs.components.serve.deploy (inferenceservices: get, create, patch).
+    """
+    import yaml
+    from catsdogs.components.serve import deploy as deployer
+
+    settings = DeploySettings(
+        name=name,
+        serving_uri=serving_uri,
+        namespace=namespace,
+        service_account=service_account,
+        canary_traffic_percent=canary_traffic_percent,
+        gpus=gpus,
+        accelerator_type=accelerator_type,
+        runtime_version=runtime_version,
+        cpu=cpu,
+        memory=memory,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+    )
+    body = deployer.manifest(settings)
+    if dry_run:
+        typer.echo(yaml.safe_dump(body, sort_keys=False), nl=False)
+        return
+    result = deployer.apply(body, deployer.api_client(host or None, token or None))
+    metadata = result.get("metadata", {})
+    typer.echo(
+        json.dumps(
+            {
+                "applied": f"{metadata.get('namespace')}/{metadata.get('name')}",
+                "generation": metadata.get("generation"),
+                "url": (result.get("status") or {}).get("url"),
+            }
+        )
+    )
