@@ -221,7 +221,7 @@ def test_concurrent_cli_processes(tmp_path, models, evaluations, data):
         [
             sys.executable,
             "-m",
-            "catsdogs.components.cli",
+            "catsdogs.cli",
             "promote",
             "--model",
             models[n],
@@ -251,18 +251,90 @@ def test_concurrent_cli_processes(tmp_path, models, evaluations, data):
     assert_consistent(location, models[winner], evaluations[winner])
 
 
-def test_stale_lock_is_reported(tmp_path, monkeypatch, models, evaluations, data):
+def test_lock_left_by_a_killed_promotion_is_taken_over(
+    tmp_path, monkeypatch, models, evaluations, data
+):
     location = tmp_path / "champion"
     location.mkdir()
+    # What a promotion killed while holding the lock leaves (old and new lock file formats).
     (location / ".champion.lock").write_text("12345\n")
+    monkeypatch.setattr(champion, "LOCK_WAIT_S", 0.5)
+    assert champion.promote(models["coin"], evaluations["coin"], data, str(location)).promoted
+    assert_consistent(str(location), models["coin"], evaluations["coin"])
+    (location / ".champion.lock").write_text('{"pid": 99999999, "host": "gone", "since": "x"}')
+    assert champion.promote(models["good"], evaluations["good"], data, str(location)).promoted
+    assert_consistent(str(location), models["good"], evaluations["good"], count=2)
+
+
+def test_lock_of_a_running_promotion_is_respected(tmp_path, monkeypatch, models, evaluations, data):
+    import os
+    import socket
+
+    location = tmp_path / "champion"
     monkeypatch.setattr(champion, "LOCK_WAIT_S", 0.1)
-    with pytest.raises(champion.PromotionConflictError, match="delete it"):
-        champion.promote(models["good"], evaluations["good"], data, str(location))
-    assert sorted(p.name for p in location.iterdir()) == [".champion.lock"]  # nothing half-written
+    with champion._locked(location):  # another promotion holds the lock
+        with pytest.raises(champion.PromotionConflictError, match="another promotion is running"):
+            champion.promote(models["good"], evaluations["good"], data, str(location))
+        holder = json.loads((location / ".champion.lock").read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        assert sorted(p.name for p in location.iterdir()) == [
+            ".champion.lock"
+        ]  # nothing half-written
+    assert not (location / ".champion.lock").exists()
+
+
+def test_evaluation_of_another_model_is_refused(tmp_path, models, evaluations, data):
+    location = tmp_path / "champion"
+    with pytest.raises(champion.errors.SettingsError, match="evaluation of another model"):
+        champion.promote(models["good2"], evaluations["good"], data, str(location))
+    assert not location.exists()
+
+
+def test_champion_location_that_is_a_file_is_refused(tmp_path, models, evaluations, data):
+    location = tmp_path / "champion"
+    location.write_text("not a folder")
+    for where in (location, location / "sub"):
+        with pytest.raises(champion.errors.OutputConflictError, match="is not a folder"):
+            champion.promote(models["good"], evaluations["good"], data, str(where))
+    assert location.read_text() == "not a folder"
+    from catsdogs.cli.app import app
+
+    args = ["--model", models["good"], "--evaluation", evaluations["good"], "--data", data]
+    result = CliRunner().invoke(app, ["promote", *args, "--champion", str(location)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"Error: --champion {location} is not a folder: {location} is a file. Point --champion "
+        "at a folder (new or existing) or a gs:// prefix."
+    ]
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_pointer_switch_that_landed_but_reported_failure_keeps_its_version(
+    where, request, tmp_path, monkeypatch, models, evaluations, data
+):
+    """A pointer write that lands but raises (a lost answer) must not delete what it points at."""
+    location = str(tmp_path / "champion")
+    if where == "gcs":
+        location = request.getfixturevalue("bucket") + "/champion"
+    original = storage.write_text
+    failed = []
+
+    def lands_then_fails(uri, text, **kwargs):
+        original(uri, text, **kwargs)
+        if str(uri).endswith("/champion.json") and not failed:
+            failed.append(uri)
+            raise storage.PreconditionFailedError(f"Could not write {uri}: answer lost.")
+
+    monkeypatch.setattr(storage, "write_text", lands_then_fails)
+    result = champion.promote(models["good"], evaluations["good"], data, location)
+    assert failed and result.promoted and result.version == 1
+    monkeypatch.setattr(storage, "write_text", original)
+    assert_consistent(location, models["good"], evaluations["good"])
 
 
 def test_wrapper_and_cli(tmp_path, models, evaluations, data):
-    from catsdogs.components import cli
+    from catsdogs.cli import evaluate as cli
+    from catsdogs.cli.app import app
     from catsdogs.components.promote.component import promote
     from kfp import dsl
 
@@ -278,16 +350,16 @@ def test_wrapper_and_cli(tmp_path, models, evaluations, data):
     runner = CliRunner()
     base = ["promote", "--data", data, "--champion", location]
     result = runner.invoke(
-        cli.app, [*base, "--model", models["good"], "--evaluation", evaluations["good"]]
+        app, [*base, "--model", models["good"], "--evaluation", evaluations["good"]]
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) | {"promoted": True, "version": 2} == json.loads(result.stdout)
     bad = runner.invoke(
-        cli.app, [*base, "--model", models["good"], "--evaluation", str(tmp_path), "--margin", "0"]
+        app, [*base, "--model", models["good"], "--evaluation", str(tmp_path), "--margin", "0"]
     )
     assert bad.exit_code == 2 and "has no evaluation.json" in bad.stderr
     negative = runner.invoke(
-        cli.app,
+        app,
         [*base, "--model", models["good"], "--evaluation", evaluations["good"], "--margin", "-1"],
     )
     assert negative.exit_code == 2 and "margin must be in [0, 1)" in negative.stderr
@@ -301,11 +373,11 @@ def test_wrapper_and_cli(tmp_path, models, evaluations, data):
 
 
 def test_evaluate_cli_runs_the_gate(tmp_path, models, data):
-    from catsdogs.components import cli
+    from catsdogs.cli.app import app
 
     location = str(tmp_path / "champion")
     result = CliRunner().invoke(
-        cli.app,
+        app,
         [
             "evaluate",
             "--model",

@@ -21,6 +21,16 @@ def test_local_write_is_atomic_and_create_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["b.txt"]  # no temp files left
 
 
+def test_check_folder_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    storage.check_folder(tmp_path / "new" / "deeper", "--output")  # may not exist yet
+    storage.check_folder(tmp_path, "--output")
+    storage.check_folder("gs://bucket/file", "--output")
+    for uri in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(storage.OutputConflictError, match=r"--output .* is not a folder"):
+            storage.check_folder(uri, "--output")
+
+
 def test_local_upload_download_dir(tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)

@@ -8,6 +8,10 @@ Guarantees:
   the same folder and are renamed into place; a GCS object only appears once its upload completes.
 - ``if_absent=True`` makes a write create-only (local: a hard link that fails if the name exists;
   GCS: the ``ifGenerationMatch=0`` precondition), so an artifact is never overwritten by accident.
+- A conditional GCS write (create-only or compare-and-swap) whose response is lost is not taken for
+  a conflict: the client's retry then fails the precondition against the write's own first attempt.
+  Each such write carries a unique id in the object's metadata, and after a precondition failure
+  the object is read back: when it carries that id, the write succeeded.
 - Downloads are verified with crc32c; folder transfers run in parallel through the library's
   transfer manager; transient errors are retried with the library's default retry policy.
 - A missing bucket or a permission problem fails fast with a message that names the URI and the fix.
@@ -26,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common.errors import StorageError
+from catsdogs.components.common.errors import OutputConflictError, StorageError
 
 GCS_SCHEME = "gs://"
 _TRANSFER_WORKERS = 8
+WRITE_ID = "catsdogs-write-id"  # object metadata: which conditional write created the object
 
 
 class AlreadyExistsError(StorageError):
@@ -143,6 +148,29 @@ def _blob(uri: str) -> Any:
     return _client().bucket(bucket).blob(name)
 
 
+def check_folder(uri: str | os.PathLike[str], option: str) -> None:
+    """Refuse a local folder location that is a file or lies below one (gs:// always passes).
+
+    Args:
+        uri: The location, which may not exist yet.
+        option: How the user gave it (``--champion``...), for the message.
+
+    Raises:
+        OutputConflictError: ``uri`` or one of its parents is a file.
+    """
+    if is_gcs(uri):
+        return
+    path = Path(uri)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputConflictError(
+                    f"{option} {uri} is not a folder: {folder} is a file. Point {option} at a "
+                    "folder (new or existing) or a gs:// prefix."
+                )
+            return
+
+
 # ---------------------------------------------------------------- single files and objects
 
 
@@ -225,6 +253,7 @@ def write_bytes(
         return
     generation = 0 if if_absent else if_generation_match
     blob = _blob(uri)
+    write_id = _tag(blob) if generation is not None else None
     try:
         with _gcs_errors(uri, "write"):
             blob.upload_from_string(
@@ -234,12 +263,32 @@ def write_bytes(
                 retry=_retry(),
             )
     except PreconditionFailedError as error:
+        if write_id and _written_by(uri, write_id):
+            return  # our first attempt landed; only its response was lost
         if if_absent:
             raise AlreadyExistsError(
                 f"Refusing to overwrite {uri}: it already exists. Choose another output location "
                 "or delete the existing object first."
             ) from error
         raise
+
+
+def _tag(blob: Any) -> str:
+    """Give a conditional write a unique id (in the object's metadata) and return it."""
+    write_id = uuid.uuid4().hex
+    blob.metadata = {**(blob.metadata or {}), WRITE_ID: write_id}
+    return write_id
+
+
+def _written_by(uri: str, write_id: str) -> bool:
+    """Whether the object at ``uri`` is the one that the write ``write_id`` created."""
+    blob = _blob(uri)
+    try:
+        with _gcs_errors(uri, "read"):
+            blob.reload(retry=_retry())
+    except FileNotFoundError:
+        return False
+    return bool((blob.metadata or {}).get(WRITE_ID) == write_id)
 
 
 def write_text(uri: str | os.PathLike[str], text: str, **kwargs: Any) -> None:
@@ -351,6 +400,11 @@ def list_objects(uri: str | os.PathLike[str]) -> list[tuple[str, ObjectInfo]]:
     return sorted(found, key=lambda item: item[0])
 
 
+def temp_path(path: Path) -> Path:
+    """A unique temporary name next to ``path``, in the in-flight pattern that listings skip."""
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
 def _is_in_flight(relative: Path) -> bool:
     """Temporary files and staging folders of writes still in progress (never listed)."""
     return (
@@ -366,12 +420,15 @@ def upload_file(local_path: str | os.PathLike[str], uri: str, *, if_absent: bool
         _write_local_atomic(Path(uri), Path(local_path).read_bytes(), if_absent=if_absent)
         return
     blob = _blob(uri)
+    write_id = _tag(blob) if if_absent else None
     try:
         with _gcs_errors(uri, "write"):
             blob.upload_from_filename(
                 str(local_path), if_generation_match=0 if if_absent else None, retry=_retry()
             )
     except PreconditionFailedError as error:
+        if write_id and _written_by(uri, write_id):
+            return  # our first attempt landed; only its response was lost
         raise AlreadyExistsError(f"Refusing to overwrite {uri}: it already exists.") from error
 
 
@@ -405,31 +462,37 @@ def upload_dir(local_dir: str | os.PathLike[str], uri: str, *, if_absent: bool =
         for name in names:
             upload_file(root / name, join(uri, name), if_absent=if_absent)
         return
+    from google.api_core import exceptions as gexc
     from google.cloud.storage import transfer_manager
 
     bucket_name, prefix = split_gcs(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     bucket = _client().bucket(bucket_name)
+    pairs = [(str(root / name), bucket.blob(prefix + name)) for name in names]
+    write_ids = [_tag(blob) if if_absent else "" for _, blob in pairs]
     upload_kwargs: dict[str, Any] = {"retry": _retry()}
     if if_absent:
         upload_kwargs["if_generation_match"] = 0
-    try:
-        with _gcs_errors(uri, "write"):
-            transfer_manager.upload_many_from_filenames(
-                bucket,
-                names,
-                source_directory=str(root),
-                blob_name_prefix=prefix,
-                upload_kwargs=upload_kwargs,
-                worker_type=transfer_manager.THREAD,
-                max_workers=_TRANSFER_WORKERS,
-                raise_exception=True,
-            )
-    except PreconditionFailedError as error:
+    clashes = []
+    with _gcs_errors(uri, "write"):
+        results = transfer_manager.upload_many(
+            pairs,
+            upload_kwargs=upload_kwargs,
+            worker_type=transfer_manager.THREAD,
+            max_workers=_TRANSFER_WORKERS,
+        )
+        for (_, blob), write_id, result in zip(pairs, write_ids, results, strict=True):
+            target = f"gs://{bucket_name}/{blob.name}"
+            if isinstance(result, gexc.PreconditionFailed) and write_id:
+                if not _written_by(target, write_id):  # else: only the response was lost
+                    clashes.append(target)
+            elif isinstance(result, BaseException):
+                raise result
+    if clashes:
         raise AlreadyExistsError(
-            f"Refusing to overwrite objects under {uri}: some already exist. Choose another "
-            "output location or delete the existing objects first."
-        ) from error
+            f"Refusing to overwrite objects under {uri}: {', '.join(clashes[:3])} already "
+            "exist. Choose another output location or delete the existing objects first."
+        )
 
 
 def download_dir(uri: str, local_dir: str | os.PathLike[str]) -> list[str]:

@@ -10,23 +10,38 @@ Layout of a champion location (local folder or gs:// prefix):
     versions/v0002/ ...
 
 The champion model is ``<champion>/<champion.json["path"]>/model.keras``; ``champion_model_dir``
-resolves it. Promotion writes a new ``versions/vN/`` with create-only writes, then switches the
-pointer in one compare-and-swap step: on GCS a write with ``if_generation_match`` (the generation
-read before deciding), locally a replace under an ``O_EXCL`` lock file that re-checks the version.
+resolves it. Promotion first checks that the evaluation is the promoted model's (its sha256), then
+writes a new ``versions/vN/`` with create-only writes and switches the pointer in one
+compare-and-swap step: on GCS a write with ``if_generation_match`` (the generation read before
+deciding), locally a replace under the folder's lock that re-checks the version. The local lock is
+an exclusive ``flock`` on the champion folder, which the kernel releases however its holder ends
+(kill -9 included), so a crashed promotion never blocks the next; while it is held, ``LOCK_FILE``
+names the holder (pid, host, since) for the message of a promotion that gives up waiting, and a
+lock file left by a killed holder is simply replaced by the next one.
+
 A promotion that loses the race deletes the version it wrote and either re-decides against the
-new champion (``retries``) or raises ``PromotionConflictError``. Readers only follow the pointer,
-so they never see a half-written champion, and previous champions stay under their version name.
+new champion (``retries``) or raises ``PromotionConflictError``. When the pointer switch fails, or
+its answer is lost, the pointer is read back before deciding whose write won, and a version that
+champion.json names (as champion or as previous champion) is never deleted; when the pointer
+cannot be read, the version is kept (an orphan folder is harmless, a dangling pointer is not).
+Readers only follow the pointer, so they never see a half-written champion, and previous
+champions stay under their version name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import fcntl
+import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,21 +165,7 @@ def _swap_pointer(champion_uri: str, record: dict[str, Any], expected: _Pointer)
                 f"{uri} changed while this promotion was deciding (another promotion won)."
             ) from error
         return
-    lock = Path(champion_uri, LOCK_FILE)
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            if time.monotonic() > deadline:
-                raise PromotionConflictError(
-                    f"{lock} has been held for over {LOCK_WAIT_S:.0f} s. If no promotion is "
-                    "running, a crashed one left it: delete it and promote again."
-                ) from None
-            time.sleep(0.02)
-    try:
-        os.write(handle, f"{os.getpid()}\n".encode())
+    with _locked(Path(champion_uri)):
         current = read_pointer(champion_uri)
         if current.version != expected.version:
             raise PromotionConflictError(
@@ -172,9 +173,49 @@ def _swap_pointer(champion_uri: str, record: dict[str, Any], expected: _Pointer)
                 f"became {current.version} (another promotion won)."
             )
         storage.write_text(uri, text)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold the champion folder's lock (see the module docstring) for the block.
+
+    Raises:
+        PromotionConflictError: Another promotion held it for over ``LOCK_WAIT_S`` seconds.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise PromotionConflictError(
+                        f"{lock} has been held by {_holder(lock)} for over {LOCK_WAIT_S:.0f} s "
+                        "(another promotion is running): wait for it to finish and promote again."
+                    ) from None
+                time.sleep(0.02)
+        since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
+        storage.write_text(lock, json.dumps(holder))  # replaces one a killed holder left
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
     finally:
-        os.close(handle)
-        lock.unlink(missing_ok=True)
+        os.close(handle)  # releases the flock
+
+
+def _holder(lock: Path) -> str:
+    """Who holds the lock, as its lock file says."""
+    try:
+        holder = json.loads(lock.read_text())
+        return f"pid {holder['pid']} on {holder['host']} (since {holder['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another promotion"
 
 
 def _champion_score(
@@ -200,9 +241,14 @@ def _champion_score(
 
 
 def _write_version(
-    champion_uri: str, version: int, model_uri: str, evaluation_text: str
+    champion_uri: str, version: int, model_uri: str, model_sha256: str, evaluation_text: str
 ) -> tuple[str, list[str]]:
-    """Create ``versions/v<N>/`` with create-only writes; returns its relative path and the URIs written."""
+    """Create ``versions/v<N>/`` with create-only writes; returns its relative path and the URIs written.
+
+    Raises:
+        PromotionConflictError: Another promotion claimed ``version`` first.
+        ModelError: model.keras changed since its sha256 was checked.
+    """
     relative = f"{VERSIONS}/v{version:04d}"
     folder = storage.join(champion_uri, relative)
     written: list[str] = []
@@ -215,16 +261,65 @@ def _write_version(
             source = storage.join(model_uri, name)
             if name != model_dir.MODEL_FILE and not storage.exists(source):
                 continue
+            data = storage.read_bytes(source)
+            if name == model_dir.MODEL_FILE and hashlib.sha256(data).hexdigest() != model_sha256:
+                raise errors.ModelError(
+                    f"{source} changed while it was being promoted; promote it again."
+                )
             target = storage.join(folder, name)
-            storage.write_bytes(target, storage.read_bytes(source), if_absent=True)
+            storage.write_bytes(target, data, if_absent=True)
             written.append(target)
     except storage.AlreadyExistsError as error:
-        _delete_all(written)
+        _discard(champion_uri, version, written)
         raise PromotionConflictError(f"{folder} is being written by another promotion.") from error
     except BaseException:
-        _delete_all(written)
+        _discard(champion_uri, version, written)
         raise
     return relative, written
+
+
+def _publish(
+    champion_uri: str, record: dict[str, Any], expected: _Pointer, written: list[str]
+) -> None:
+    """Switch champion.json to ``record``; when that fails, read it back to see whose write won.
+
+    Raises:
+        PromotionConflictError: Another promotion switched the pointer first; the version this
+            one wrote is deleted (unless a pointer names it).
+    """
+    try:
+        _swap_pointer(champion_uri, record, expected)
+    except BaseException as error:
+        try:
+            current: dict[str, Any] | None = read_pointer(champion_uri).record or {}
+        except Exception:  # cannot tell who won: keep the version
+            current = None
+        if current and current.get("version") == record["version"] and isinstance(error, Exception):
+            return  # our switch landed (its answer was lost, or a later step failed)
+        if current is not None:
+            _discard(champion_uri, record["version"], written)
+        raise
+
+
+def _discard(champion_uri: str, version: int, written: list[str]) -> None:
+    """Delete what a failed promotion wrote, unless champion.json names ``version``.
+
+    The pointer names a version as champion (``version``) or as the previous one; when it cannot
+    be read, nothing is deleted.
+    """
+    try:
+        current = read_pointer(champion_uri).record or {}
+    except Exception:
+        return
+    if version in (current.get("version"), current.get("previous_version")):
+        return
+    _delete_all(written)
+
+
+def _model_sha256(model_uri: str) -> str:
+    """The sha256 of ``MODEL_DIR/model.keras`` (ModelError when there is none)."""
+    with model_dir.local_model_file(model_uri) as path:
+        return records.sha256_file(path)
 
 
 def _delete_all(uris: list[str]) -> None:
@@ -259,8 +354,9 @@ def promote(
         PromotionConflictError: Lost the race to concurrent promotions more than ``retries`` times.
         EvaluationError: ``evaluation_uri`` holds no evaluation.json.
         ModelError: ``model_uri`` holds no model.keras.
-        SettingsError: The evaluation was measured on another test split than ``data_uri``'s, or
-            ``config.metric`` is undefined in it.
+        OutputConflictError: ``champion_uri`` is a local file.
+        SettingsError: The evaluation is another model's (its sha256 differs), was measured on
+            another test split than ``data_uri``'s, or ``config.metric`` is undefined in it.
     """
     config = config or PromoteConfig()
     evaluation = load_evaluation(evaluation_uri)
@@ -271,10 +367,15 @@ def promote(
             f"{evaluation_uri} was measured on another test split than {data_uri}'s; run "
             f"`catsdogs evaluate --model {model_uri} --data {data_uri}` and promote that evaluation."
         )
-    if not storage.exists(storage.join(model_uri, model_dir.MODEL_FILE)):
-        raise errors.ModelError(
-            f"{model_uri} has no {model_dir.MODEL_FILE}; point --model at a model folder."
+    model_sha256 = _model_sha256(model_uri)
+    if evaluation.get("model_sha256") != model_sha256:
+        raise errors.SettingsError(
+            f"{evaluation_uri} is the evaluation of another model ({evaluation.get('model', '?')}, "
+            f"sha256 {str(evaluation.get('model_sha256'))[:12]}) than {model_uri} (sha256 "
+            f"{model_sha256[:12]}); run `catsdogs evaluate --model {model_uri} --data {data_uri}` "
+            "and promote that evaluation."
         )
+    storage.check_folder(champion_uri, "--champion")
     if evaluation.get(config.metric) is None:
         raise errors.SettingsError(
             f"{config.metric} is undefined in {evaluation_uri} (one-class test split?)."
@@ -285,7 +386,7 @@ def promote(
         pointer = read_pointer(champion_uri)
         champion_score, reevaluated = None, False
         if pointer.record is not None:
-            if pointer.record.get("model_sha256") == evaluation.get("model_sha256"):
+            if pointer.record.get("model_sha256") == model_sha256:
                 return PromotionResult(
                     False, pointer.version, "this model is already the champion", score, score
                 )
@@ -304,25 +405,23 @@ def promote(
                 )
         version = max([pointer.version, *_existing_versions(champion_uri)]) + 1
         try:
-            relative, written = _write_version(champion_uri, version, model_uri, evaluation_text)
+            relative, written = _write_version(
+                champion_uri, version, model_uri, model_sha256, evaluation_text
+            )
             record = {
                 "version": version,
                 "path": relative,
                 "metric": config.metric,
                 "score": score,
                 "metrics": {k: evaluation.get(k) for k in SCALARS},
-                "model_sha256": evaluation.get("model_sha256"),
+                "model_sha256": model_sha256,
                 "source_model": str(model_uri),
                 "test_split_sha256": split_id,
                 "source_fingerprint": manifest.source_fingerprint,
                 "previous_version": pointer.version or None,
                 "promoted_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             }
-            try:
-                _swap_pointer(champion_uri, record, pointer)
-            except BaseException:
-                _delete_all(written)
-                raise
+            _publish(champion_uri, record, pointer, written)
         except PromotionConflictError:
             if attempt == config.retries:
                 raise
