@@ -42,7 +42,8 @@ def main() -> int:
     from catsdogs.components.evaluate import core
     from catsdogs.components.evaluate.metrics import SCALARS
     from catsdogs.components.predict import core as predict
-    from catsdogs.components.promote import core as champion
+    from catsdogs.components.promote import champion
+    from catsdogs.components.promote import core as gate
     from catsdogs.components.render_activations import core as render
 
     out = Path(args.output)
@@ -97,7 +98,7 @@ def main() -> int:
 
     def promote_once() -> None:
         try:
-            outcomes.append(champion.promote(model, str(out / "evaluation"), data, str(location)))
+            outcomes.append(gate.promote(model, str(out / "evaluation"), data, str(location)))
         except champion.PromotionConflictError as error:
             outcomes.append(error)
 

@@ -83,9 +83,9 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.1)
     old = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = url
-    from catsdogs.components.common import storage
+    from catsdogs.components.common import gcs
 
-    storage.reset_client()
+    gcs.reset_client()
     try:
         yield url
     finally:
@@ -96,17 +96,17 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
         else:
             os.environ["STORAGE_EMULATOR_HOST"] = old
-        storage.reset_client()
+        gcs.reset_client()
 
 
 @pytest.fixture
 def bucket(gcs_server: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty bucket on the fake server; yields ``gs://<name>``."""
-    from catsdogs.components.common import storage
+    from catsdogs.components.common import gcs
 
     name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50]
     name = name.strip("-") + f"-{time.monotonic_ns() % 10**8}"
-    storage._client().create_bucket(name)
+    gcs.client().create_bucket(name)
     return f"gs://{name}"
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from catsdogs.components.common import storage
 from catsdogs.components.evaluate import core
-from catsdogs.components.promote import core as champion
+from catsdogs.components.promote import champion
+from catsdogs.components.promote import core as gate
 from typer.testing import CliRunner
 
 from tests.tiny_models import save_model_dir
@@ -84,19 +85,19 @@ def assert_consistent(location: str, winner_model: str, winner_eval: str, count:
 
 def test_gate_first_better_worse_margin_same(tmp_path, models, data, evaluations):
     location = str(tmp_path / "champion")
-    first = champion.promote(models["coin"], evaluations["coin"], data, location)
+    first = gate.promote(models["coin"], evaluations["coin"], data, location)
     assert first.promoted and first.version == 1 and "first" in first.reason
     assert_consistent(location, models["coin"], evaluations["coin"])
 
-    worse = champion.promote(models["bad"], evaluations["bad"], data, location)
+    worse = gate.promote(models["bad"], evaluations["bad"], data, location)
     assert not worse.promoted and worse.version == 1 and "does not beat" in worse.reason
     assert worse.champion_score == pytest.approx(0.5) and not worse.champion_reevaluated
 
-    too_little = champion.PromoteConfig(margin=0.6)
-    held = champion.promote(models["good"], evaluations["good"], data, location, too_little)
+    too_little = gate.PromoteConfig(margin=0.6)
+    held = gate.promote(models["good"], evaluations["good"], data, location, too_little)
     assert not held.promoted and "by more than 0.6" in held.reason
 
-    better = champion.promote(models["good"], evaluations["good"], data, location)
+    better = gate.promote(models["good"], evaluations["good"], data, location)
     assert better.promoted and better.version == 2 and better.score > 0.5
     record = assert_consistent(location, models["good"], evaluations["good"], count=2)
     assert record["previous_version"] == 1
@@ -104,7 +105,7 @@ def test_gate_first_better_worse_margin_same(tmp_path, models, data, evaluations
     old = Path(location, "versions", "v0001", "model.keras").read_bytes()
     assert old == Path(models["coin"], "model.keras").read_bytes()
 
-    again = champion.promote(models["good"], evaluations["good"], data, location)
+    again = gate.promote(models["good"], evaluations["good"], data, location)
     assert not again.promoted and again.reason == "this model is already the champion"
 
 
@@ -112,16 +113,16 @@ def test_champion_measured_on_another_split_is_reevaluated(tmp_path, models, dat
     from tests.conftest import make_tiny_dataset
 
     location = str(tmp_path / "champion")
-    champion.promote(models["good"], evaluations["good"], data, location)
+    gate.promote(models["good"], evaluations["good"], data, location)
     other = make_tiny_dataset(tmp_path / "other", per_class=3, size=32, seed=5)
     new_eval = core.evaluate(models["good2"], other, str(tmp_path / "eval-other")).output
-    result = champion.promote(models["good2"], new_eval, other, location)
+    result = gate.promote(models["good2"], new_eval, other, location)
     assert result.champion_reevaluated
     expected = core.evaluate(models["good"], other, str(tmp_path / "check")).metrics["accuracy"]
     assert result.champion_score == pytest.approx(expected)
     assert not result.promoted  # same decision boundary (mean brightness 120): equal is not better
     with pytest.raises(ValueError, match="another test split"):
-        champion.promote(models["good2"], new_eval, data, location)
+        gate.promote(models["good2"], new_eval, data, location)
 
 
 def test_version_keeps_the_trainers_metrics_beside_the_evaluation(
@@ -134,7 +135,7 @@ def test_version_keeps_the_trainers_metrics_beside_the_evaluation(
     summary = {"best_val_accuracy": 0.75, "epochs_run": 3}
     (model / "metrics.json").write_text(json.dumps(summary))
     location = str(tmp_path / "champion")
-    assert champion.promote(str(model), evaluations["good"], data, location).promoted
+    assert gate.promote(str(model), evaluations["good"], data, location).promoted
     version = Path(location, "versions", "v0001")
     assert json.loads((version / "metrics.json").read_text()) == summary
     evaluation = json.loads((version / "evaluation.json").read_text())
@@ -143,10 +144,10 @@ def test_version_keeps_the_trainers_metrics_beside_the_evaluation(
 
 def test_version_without_evaluation_json_is_reevaluated(tmp_path, models, data, evaluations):
     location = str(tmp_path / "champion")
-    champion.promote(models["coin"], evaluations["coin"], data, location)
+    gate.promote(models["coin"], evaluations["coin"], data, location)
     version = Path(location, "versions", "v0001")
     (version / "evaluation.json").rename(version / "metrics.json")  # the layout before the rename
-    result = champion.promote(models["good"], evaluations["good"], data, location)
+    result = gate.promote(models["good"], evaluations["good"], data, location)
     assert result.champion_reevaluated and result.champion_score == pytest.approx(0.5)
     assert result.promoted and result.version == 2
 
@@ -166,13 +167,11 @@ def _race(monkeypatch, location, models, evaluations, data, retries):
 
     monkeypatch.setattr(champion, "read_pointer", racing_read)
     outcomes: dict[str, object] = {}
-    settings = champion.PromoteConfig(retries=retries)
+    settings = gate.PromoteConfig(retries=retries)
 
     def run(name):
         try:
-            outcomes[name] = champion.promote(
-                models[name], evaluations[name], data, location, settings
-            )
+            outcomes[name] = gate.promote(models[name], evaluations[name], data, location, settings)
         except Exception as error:  # the loser's error is what we check
             outcomes[name] = error
 
@@ -193,7 +192,7 @@ def test_concurrent_promotions_leave_one_consistent_champion(
     if where == "gcs":
         location = request.getfixturevalue("bucket") + "/champion"
     outcomes = _race(monkeypatch, location, models, evaluations, data, retries=0)
-    winners = [n for n, o in outcomes.items() if isinstance(o, champion.PromotionResult)]
+    winners = [n for n, o in outcomes.items() if isinstance(o, gate.PromotionResult)]
     losers = [n for n, o in outcomes.items() if isinstance(o, champion.PromotionConflictError)]
     assert len(winners) == 1 and len(losers) == 1, outcomes
     winner = outcomes[winners[0]]
@@ -207,7 +206,7 @@ def test_concurrent_loser_retries_and_redecides(tmp_path, monkeypatch, models, e
     location = str(tmp_path / "champion")
     outcomes = _race(monkeypatch, location, models, evaluations, data, retries=2)
     results = list(outcomes.values())
-    assert all(isinstance(r, champion.PromotionResult) for r in results), outcomes
+    assert all(isinstance(r, gate.PromotionResult) for r in results), outcomes
     assert sorted(r.promoted for r in results) == [False, True], outcomes
     loser = next(r for r in results if not r.promoted)
     winner = next(n for n, r in outcomes.items() if r.promoted)
@@ -259,10 +258,10 @@ def test_lock_left_by_a_killed_promotion_is_taken_over(
     # What a promotion killed while holding the lock leaves (old and new lock file formats).
     (location / ".champion.lock").write_text("12345\n")
     monkeypatch.setattr(champion, "LOCK_WAIT_S", 0.5)
-    assert champion.promote(models["coin"], evaluations["coin"], data, str(location)).promoted
+    assert gate.promote(models["coin"], evaluations["coin"], data, str(location)).promoted
     assert_consistent(str(location), models["coin"], evaluations["coin"])
     (location / ".champion.lock").write_text('{"pid": 99999999, "host": "gone", "since": "x"}')
-    assert champion.promote(models["good"], evaluations["good"], data, str(location)).promoted
+    assert gate.promote(models["good"], evaluations["good"], data, str(location)).promoted
     assert_consistent(str(location), models["good"], evaluations["good"], count=2)
 
 
@@ -274,7 +273,7 @@ def test_lock_of_a_running_promotion_is_respected(tmp_path, monkeypatch, models,
     monkeypatch.setattr(champion, "LOCK_WAIT_S", 0.1)
     with champion._locked(location):  # another promotion holds the lock
         with pytest.raises(champion.PromotionConflictError, match="another promotion is running"):
-            champion.promote(models["good"], evaluations["good"], data, str(location))
+            gate.promote(models["good"], evaluations["good"], data, str(location))
         holder = json.loads((location / ".champion.lock").read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         assert sorted(p.name for p in location.iterdir()) == [
@@ -285,8 +284,8 @@ def test_lock_of_a_running_promotion_is_respected(tmp_path, monkeypatch, models,
 
 def test_evaluation_of_another_model_is_refused(tmp_path, models, evaluations, data):
     location = tmp_path / "champion"
-    with pytest.raises(champion.errors.SettingsError, match="evaluation of another model"):
-        champion.promote(models["good2"], evaluations["good"], data, str(location))
+    with pytest.raises(gate.errors.SettingsError, match="evaluation of another model"):
+        gate.promote(models["good2"], evaluations["good"], data, str(location))
     assert not location.exists()
 
 
@@ -294,8 +293,8 @@ def test_champion_location_that_is_a_file_is_refused(tmp_path, models, evaluatio
     location = tmp_path / "champion"
     location.write_text("not a folder")
     for where in (location, location / "sub"):
-        with pytest.raises(champion.errors.OutputConflictError, match="is not a folder"):
-            champion.promote(models["good"], evaluations["good"], data, str(where))
+        with pytest.raises(gate.errors.OutputConflictError, match="is not a folder"):
+            gate.promote(models["good"], evaluations["good"], data, str(where))
     assert location.read_text() == "not a folder"
     from catsdogs.cli.app import app
 
@@ -326,7 +325,7 @@ def test_pointer_switch_that_landed_but_reported_failure_keeps_its_version(
             raise storage.PreconditionFailedError(f"Could not write {uri}: answer lost.")
 
     monkeypatch.setattr(storage, "write_text", lands_then_fails)
-    result = champion.promote(models["good"], evaluations["good"], data, location)
+    result = gate.promote(models["good"], evaluations["good"], data, location)
     assert failed and result.promoted and result.version == 1
     monkeypatch.setattr(storage, "write_text", original)
     assert_consistent(location, models["good"], evaluations["good"])
@@ -364,7 +363,7 @@ def test_wrapper_and_cli(tmp_path, models, evaluations, data):
     )
     assert negative.exit_code == 2 and "margin must be in [0, 1)" in negative.stderr
     # Defaults agree: dataclass, KFP wrapper, CLI.
-    defaults = champion.PromoteConfig()
+    defaults = gate.PromoteConfig()
     assert inspect.signature(promote.python_func).parameters["margin"].default == defaults.margin
     command = inspect.signature(cli.promote).parameters
     for name in ("margin", "metric", "retries"):

@@ -45,3 +45,11 @@ class GpuRequiredError(CatsdogsError, RuntimeError):
 
 class StorageError(CatsdogsError, RuntimeError):
     """A storage operation failed for a reason the user can fix (missing bucket, permissions...)."""
+
+
+class AlreadyExistsError(StorageError):
+    """A create-only write found something already at the destination."""
+
+
+class PreconditionFailedError(StorageError):
+    """A generation precondition did not hold: someone else changed the object first."""

@@ -24,7 +24,9 @@ def promote(
         champion_uri: Champion location (local folder or gs:// prefix).
         margin: How much higher the new accuracy must be than the champion's.
     """
+    from catsdogs.components.common import quiet
     from catsdogs.components.promote import core
 
+    quiet.install()
     settings = core.PromoteConfig(margin=margin)
     return core.promote(model.path, evaluation.path, data.path, champion_uri, settings).promoted

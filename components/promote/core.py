@@ -1,69 +1,26 @@
 """The champion gate: promote a model when it beats the current champion on the same test split.
 
-Layout of a champion location (local folder or gs:// prefix):
-
-    champion.json            the pointer: which version is the champion, with its score and identity
-    versions/v0001/          every model ever promoted, never overwritten:
-        evaluation.json      its evaluation (from ``evaluate``), written first
-        model.keras          + metrics.json, history.json, run.json, curves.png when the model
-                             folder has them (metrics.json is the trainer's summary)
-    versions/v0002/ ...
-
-The champion model is ``<champion>/<champion.json["path"]>/model.keras``; ``champion_model_dir``
-resolves it. Promotion first checks that the evaluation is the promoted model's (its sha256), then
-writes a new ``versions/vN/`` with create-only writes and switches the pointer in one
-compare-and-swap step: on GCS a write with ``if_generation_match`` (the generation read before
-deciding), locally a replace under the folder's lock that re-checks the version. The local lock is
-an exclusive ``flock`` on the champion folder, which the kernel releases however its holder ends
-(kill -9 included), so a crashed promotion never blocks the next; while it is held, ``LOCK_FILE``
-names the holder (pid, host, since) for the message of a promotion that gives up waiting, and a
-lock file left by a killed holder is simply replaced by the next one.
-
-A promotion that loses the race deletes the version it wrote and either re-decides against the
-new champion (``retries``) or raises ``PromotionConflictError``. When the pointer switch fails, or
-its answer is lost, the pointer is read back before deciding whose write won, and a version that
-champion.json names (as champion or as previous champion) is never deleted; when the pointer
-cannot be read, the version is kept (an orphan folder is harmless, a dangling pointer is not).
-Readers only follow the pointer, so they never see a half-written champion, and previous
-champions stay under their version name.
+Promotion first checks that the evaluation is the promoted model's (its sha256) and was measured on
+the dataset's test split, then compares it with the champion's score on that split (re-measured
+when the champion was evaluated on another one). A better model becomes a new version with a
+pointer switch that can lose a race to a concurrent promotion (see ``champion``): the loser
+re-decides against the new champion (``retries``) or raises ``PromotionConflictError``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import fcntl
-import hashlib
 import json
-import os
-import re
-import socket
 import tempfile
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from catsdogs.components.common import errors, model_dir, records, storage
 from catsdogs.components.evaluate.core import evaluate, load_evaluation
 from catsdogs.components.evaluate.metrics import SCALARS
+from catsdogs.components.promote import champion
 
-CHAMPION_FILE = "champion.json"
-VERSIONS = "versions"
-OPTIONAL_MODEL_FILES = (
-    model_dir.METRICS_FILE,
-    model_dir.HISTORY_FILE,
-    model_dir.RUN_FILE,
-    model_dir.CURVES_FILE,
-)
 HIGHER_IS_BETTER = ("accuracy", "f1", "roc_auc", "precision", "recall")
-LOCK_FILE = ".champion.lock"
-LOCK_WAIT_S = 30.0
-
-
-class PromotionConflictError(storage.StorageError, errors.CatsdogsError):
-    """Another promotion changed the champion while this one was deciding or writing."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,119 +64,8 @@ class PromotionResult:
         return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Pointer:
-    record: dict[str, Any] | None
-    generation: int | None  # GCS generation of champion.json (0: absent); None locally
-
-    @property
-    def version(self) -> int:
-        return int(self.record["version"]) if self.record else 0
-
-
-def read_pointer(champion_uri: str) -> _Pointer:
-    """The current champion record (None when there is none yet) and, on GCS, its generation."""
-    uri = storage.join(champion_uri, CHAMPION_FILE)
-    generation: int | None = None
-    if storage.is_gcs(uri):
-        try:
-            generation = storage.stat(uri).generation  # before the read: a CAS on it is safe
-        except FileNotFoundError:
-            return _Pointer(None, 0)
-    elif not storage.exists(uri):
-        return _Pointer(None, None)
-    try:
-        record = json.loads(storage.read_text(uri))
-    except FileNotFoundError:
-        return _Pointer(None, 0 if storage.is_gcs(uri) else None)
-    except json.JSONDecodeError as error:
-        raise storage.StorageError(
-            f"{uri} is not valid JSON ({error}); restore it from versions/ or delete it to start over."
-        ) from error
-    return _Pointer(record, generation)
-
-
-def champion_model_dir(champion_uri: str) -> str | None:
-    """The folder of the current champion model (with model.keras), or None when there is none."""
-    record = read_pointer(champion_uri).record
-    return storage.join(champion_uri, record["path"]) if record else None
-
-
-def _existing_versions(champion_uri: str) -> list[int]:
-    root = storage.join(champion_uri, VERSIONS)
-    if not storage.is_dir(root):
-        return []
-    found = {int(m.group(1)) for n in storage.list_files(root) if (m := re.match(r"v(\d+)/", n))}
-    return sorted(found)
-
-
-def _swap_pointer(champion_uri: str, record: dict[str, Any], expected: _Pointer) -> None:
-    """Replace champion.json with ``record`` only if it is still ``expected`` (compare-and-swap)."""
-    uri = storage.join(champion_uri, CHAMPION_FILE)
-    text = json.dumps(record, indent=2, sort_keys=True)
-    if storage.is_gcs(uri):
-        try:
-            storage.write_text(uri, text, if_generation_match=expected.generation or 0)
-        except (storage.PreconditionFailedError, storage.AlreadyExistsError) as error:
-            raise PromotionConflictError(
-                f"{uri} changed while this promotion was deciding (another promotion won)."
-            ) from error
-        return
-    with _locked(Path(champion_uri)):
-        current = read_pointer(champion_uri)
-        if current.version != expected.version:
-            raise PromotionConflictError(
-                f"{uri} changed while this promotion was deciding: version {expected.version} "
-                f"became {current.version} (another promotion won)."
-            )
-        storage.write_text(uri, text)
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold the champion folder's lock (see the module docstring) for the block.
-
-    Raises:
-        PromotionConflictError: Another promotion held it for over ``LOCK_WAIT_S`` seconds.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / LOCK_FILE
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise PromotionConflictError(
-                        f"{lock} has been held by {_holder(lock)} for over {LOCK_WAIT_S:.0f} s "
-                        "(another promotion is running): wait for it to finish and promote again."
-                    ) from None
-                time.sleep(0.02)
-        since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
-        storage.write_text(lock, json.dumps(holder))  # replaces one a killed holder left
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
-    finally:
-        os.close(handle)  # releases the flock
-
-
-def _holder(lock: Path) -> str:
-    """Who holds the lock, as its lock file says."""
-    try:
-        holder = json.loads(lock.read_text())
-        return f"pid {holder['pid']} on {holder['host']} (since {holder['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another promotion"
-
-
 def _champion_score(
-    pointer: _Pointer, champion_uri: str, data_uri: str, split_id: str, metric: str
+    pointer: champion.Pointer, champion_uri: str, data_uri: str, split_id: str, metric: str
 ) -> tuple[float | None, bool]:
     """The champion's ``metric`` on this test split: recorded, or re-measured when it differs.
 
@@ -240,98 +86,10 @@ def _champion_score(
     return (None if value is None else float(value)), True
 
 
-def _write_version(
-    champion_uri: str, version: int, model_uri: str, model_sha256: str, evaluation_text: str
-) -> tuple[str, list[str]]:
-    """Create ``versions/v<N>/`` with create-only writes; returns its relative path and the URIs written.
-
-    Raises:
-        PromotionConflictError: Another promotion claimed ``version`` first.
-        ModelError: model.keras changed since its sha256 was checked.
-    """
-    relative = f"{VERSIONS}/v{version:04d}"
-    folder = storage.join(champion_uri, relative)
-    written: list[str] = []
-    try:
-        # evaluation.json first: it claims the version name (a concurrent claimer fails here).
-        claim = storage.join(folder, model_dir.EVALUATION_FILE)
-        storage.write_text(claim, evaluation_text, if_absent=True)
-        written.append(claim)
-        for name in (model_dir.MODEL_FILE, *OPTIONAL_MODEL_FILES):
-            source = storage.join(model_uri, name)
-            if name != model_dir.MODEL_FILE and not storage.exists(source):
-                continue
-            data = storage.read_bytes(source)
-            if name == model_dir.MODEL_FILE and hashlib.sha256(data).hexdigest() != model_sha256:
-                raise errors.ModelError(
-                    f"{source} changed while it was being promoted; promote it again."
-                )
-            target = storage.join(folder, name)
-            storage.write_bytes(target, data, if_absent=True)
-            written.append(target)
-    except storage.AlreadyExistsError as error:
-        _discard(champion_uri, version, written)
-        raise PromotionConflictError(f"{folder} is being written by another promotion.") from error
-    except BaseException:
-        _discard(champion_uri, version, written)
-        raise
-    return relative, written
-
-
-def _publish(
-    champion_uri: str, record: dict[str, Any], expected: _Pointer, written: list[str]
-) -> None:
-    """Switch champion.json to ``record``; when that fails, read it back to see whose write won.
-
-    Raises:
-        PromotionConflictError: Another promotion switched the pointer first; the version this
-            one wrote is deleted (unless a pointer names it).
-    """
-    try:
-        _swap_pointer(champion_uri, record, expected)
-    except BaseException as error:
-        try:
-            current: dict[str, Any] | None = read_pointer(champion_uri).record or {}
-        except Exception:  # cannot tell who won: keep the version
-            current = None
-        if current and current.get("version") == record["version"] and isinstance(error, Exception):
-            return  # our switch landed (its answer was lost, or a later step failed)
-        if current is not None:
-            _discard(champion_uri, record["version"], written)
-        raise
-
-
-def _discard(champion_uri: str, version: int, written: list[str]) -> None:
-    """Delete what a failed promotion wrote, unless champion.json names ``version``.
-
-    The pointer names a version as champion (``version``) or as the previous one; when it cannot
-    be read, nothing is deleted.
-    """
-    try:
-        current = read_pointer(champion_uri).record or {}
-    except Exception:
-        return
-    if version in (current.get("version"), current.get("previous_version")):
-        return
-    _delete_all(written)
-
-
 def _model_sha256(model_uri: str) -> str:
     """The sha256 of ``MODEL_DIR/model.keras`` (ModelError when there is none)."""
     with model_dir.local_model_file(model_uri) as path:
         return records.sha256_file(path)
-
-
-def _delete_all(uris: list[str]) -> None:
-    for uri in reversed(uris):
-        storage.delete(uri)
-    for uri in uris[:1]:
-        if not storage.is_gcs(uri):  # local folders: remove versions/vN (and versions/) if empty
-            for folder in (Path(uri).parent, Path(uri).parent.parent):
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
 
 
 def promote(
@@ -383,7 +141,7 @@ def promote(
     score = float(evaluation[config.metric])
     evaluation_text = json.dumps(evaluation, indent=2, sort_keys=True)
     for attempt in range(config.retries + 1):
-        pointer = read_pointer(champion_uri)
+        pointer = champion.read_pointer(champion_uri)
         champion_score, reevaluated = None, False
         if pointer.record is not None:
             if pointer.record.get("model_sha256") == model_sha256:
@@ -403,9 +161,9 @@ def promote(
                     champion_score,
                     reevaluated,
                 )
-        version = max([pointer.version, *_existing_versions(champion_uri)]) + 1
+        version = max([pointer.version, *champion.existing_versions(champion_uri)]) + 1
         try:
-            relative, written = _write_version(
+            relative, written = champion.write_version(
                 champion_uri, version, model_uri, model_sha256, evaluation_text
             )
             record = {
@@ -421,8 +179,8 @@ def promote(
                 "previous_version": pointer.version or None,
                 "promoted_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             }
-            _publish(champion_uri, record, pointer, written)
-        except PromotionConflictError:
+            champion.publish(champion_uri, record, pointer, written)
+        except champion.PromotionConflictError:
             if attempt == config.retries:
                 raise
             continue

@@ -62,9 +62,9 @@ def resolve_source(source: str) -> tuple[str, int | None]:
         source: A model folder (model.keras), a champion location (champion.json) or one of its
             ``versions/vNNNN/`` folders.
     """
-    from catsdogs.components.promote import core as promote
+    from catsdogs.components.promote import champion
 
-    record = promote.read_pointer(source).record
+    record = champion.read_pointer(source).record
     if record is not None:
         return storage.join(source, str(record["path"])), int(record["version"])
     parts = str(source).rstrip("/").split("/")

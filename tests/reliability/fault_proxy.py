@@ -120,12 +120,12 @@ class FaultProxy:
 @contextlib.contextmanager
 def storage_through(proxy: FaultProxy) -> Iterator[FaultProxy]:
     """Send the storage layer's requests through ``proxy`` (started here) for the block."""
-    from catsdogs.components.common import storage
+    from catsdogs.components.common import gcs
 
     old = os.environ.get("STORAGE_EMULATOR_HOST")
     with proxy:
         os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
-        storage.reset_client()
+        gcs.reset_client()
         try:
             yield proxy
         finally:
@@ -133,7 +133,7 @@ def storage_through(proxy: FaultProxy) -> Iterator[FaultProxy]:
                 os.environ.pop("STORAGE_EMULATOR_HOST", None)
             else:
                 os.environ["STORAGE_EMULATOR_HOST"] = old
-            storage.reset_client()
+            gcs.reset_client()
 
 
 class _Handler(BaseHTTPRequestHandler):

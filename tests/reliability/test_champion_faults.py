@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from catsdogs.components.common import storage
-from catsdogs.components.promote import core as champion
+from catsdogs.components.promote import core as gate
 
 from tests.reliability.conftest import champion_is_valid
 from tests.reliability.fault_proxy import (
@@ -21,9 +21,9 @@ from tests.reliability.fault_proxy import (
 pytestmark = pytest.mark.gcs
 
 
-def _promote(promotable: dict, name: str, location: str) -> champion.PromotionResult:
+def _promote(promotable: dict, name: str, location: str) -> gate.PromotionResult:
     model, evaluation = promotable[name]
-    return champion.promote(model, evaluation, promotable["data"], location)
+    return gate.promote(model, evaluation, promotable["data"], location)
 
 
 def _versions(location: str) -> dict[str, set[str]]:
@@ -54,7 +54,7 @@ def test_lost_answer_to_a_conditional_write_keeps_the_champion(
         assert proxy.lost, "no answer was lost: the test did not test anything"
     record = champion_is_valid(location)
     assert record["version"] == 2 and record["previous_version"] == 1
-    assert record["model_sha256"] == champion.records.sha256_file(
+    assert record["model_sha256"] == gate.records.sha256_file(
         f"{promotable['better'][0]}/model.keras"
     )
     versions = _versions(location)

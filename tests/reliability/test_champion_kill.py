@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from catsdogs.components.common import storage
-from catsdogs.components.promote import core as champion
+from catsdogs.components.promote import champion
+from catsdogs.components.promote import core as gate
 
 from tests.reliability.conftest import champion_is_valid
 
@@ -55,21 +56,21 @@ def _kill_during_promotion(promotable: dict, name: str, location: str, after: st
 
 def _check_kill_and_rerun(promotable: dict, location: str, after: str, monkeypatch) -> None:
     first_model, first_eval = promotable["first"]
-    assert champion.promote(first_model, first_eval, promotable["data"], location).promoted
+    assert gate.promote(first_model, first_eval, promotable["data"], location).promoted
     _kill_during_promotion(promotable, "better", location, after)
     record = champion_is_valid(location)
     assert record["version"] in (1, 2)  # the old champion, or the new one complete
     monkeypatch.setattr(champion, "LOCK_WAIT_S", 2.0)  # a held lock would fail the rerun fast
     start = time.monotonic()
     model, evaluation = promotable["better"]
-    rerun = champion.promote(model, evaluation, promotable["data"], location)
+    rerun = gate.promote(model, evaluation, promotable["data"], location)
     assert time.monotonic() - start < 10
     if after == "champion.json":  # killed after the switch: the rerun finds it done
         assert not rerun.promoted and rerun.reason == "this model is already the champion"
     else:
         assert rerun.promoted, rerun
     record = champion_is_valid(location)
-    assert record["model_sha256"] == champion.records.sha256_file(f"{model}/model.keras")
+    assert record["model_sha256"] == gate.records.sha256_file(f"{model}/model.keras")
     assert record["previous_version"] == 1
     if not storage.is_gcs(location):  # a lock file a killed holder left blocks no one
         with champion._locked(Path(location)):
