@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from catsdogs.cli import data as cli
 from catsdogs.cli.app import app
-from catsdogs.components.common import errors, records, storage
+from catsdogs.components.common import errors, records, storage, tfrecord
 from catsdogs.components.prepare_dataset import archives, core, sources, validation
 from PIL import Image
 from typer.testing import CliRunner
@@ -236,6 +236,36 @@ def test_validate_image_reasons_without_encoding(tmp_path: Path) -> None:
     assert checked.original == encoded.original == (1000, 600)
     assert checked.encoded == (250, 150)  # JPEG draft: decoded at 1/4 scale, within 10% of 256
     assert encoded.encoded == (250, 150) and Image.open(io.BytesIO(data)).size == (250, 150)
+
+
+def test_only_files_that_need_it_are_reencoded(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    gray = io.BytesIO()
+    Image.new("L", (40, 30), 128).save(gray, "JPEG")
+    files = {
+        "baseline.jpg": (_synthetic_jpeg(1, (60, 40)), True),
+        "progressive.jpg": (_synthetic_jpeg(2, (60, 40), progressive=True), False),
+        "rotated.jpg": (_synthetic_jpeg(3, (60, 40), exif=exif.tobytes()), False),
+        "large.jpg": (_synthetic_jpeg(4, (200, 100)), False),
+        "gray.jpg": (gray.getvalue(), False),
+    }
+    for name, (content, kept) in files.items():
+        (tmp_path / name).write_bytes(content)
+        outcome, data = validation.validate_image(str(tmp_path / name), 64, 95)
+        assert outcome.ok and outcome.kept == kept, name
+        assert (data == content) == kept, name
+        assert outcome.nbytes == len(data)
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(3):
+        (source / f"cat.{i}.jpg").write_bytes(_synthetic_jpeg(10 + i))
+        (source / f"dog.{i}.jpg").write_bytes(_synthetic_jpeg(20 + i, progressive=True))
+    cfg = core.PrepareConfig(val_fraction=0.25, test_fraction=0.25, max_side=64, workers=1)
+    result = core.prepare(str(source), str(tmp_path / "out"), cfg, progress=False)
+    assert "Kept as they were (baseline RGB JPEG within max_side, upright): 3; re-encoded: 3." in (
+        result.report
+    )
 
 
 # ------------------------------------------------------------------------------ split
@@ -542,6 +572,26 @@ def test_shard_bytes_do_not_depend_on_the_process(tmp_path: Path) -> None:
         )
         digests.add(done.stdout.split()[-1])
     assert len(digests) == 1
+
+
+def test_shards_are_the_bytes_tensorflow_writes(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    items = [(b"jpeg", 1, "dog.1.jpg"), (b"", 0, ""), (os.urandom(300), 0, "cät/ü.jpg")]
+    items.append((b"x" * 200_000, 1, "a" * 300))  # multi-byte lengths
+    entry = records.write_shard(tmp_path / "mine.tfrecord", items)
+    with tf.io.TFRecordWriter(str(tmp_path / "tf.tfrecord")) as writer:
+        for image, label, ident in items:
+            feature = {
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[ident.encode()])),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString(deterministic=True))
+    assert (tmp_path / "mine.tfrecord").read_bytes() == (tmp_path / "tf.tfrecord").read_bytes()
+    assert entry.count == tfrecord.count_records(tmp_path / "mine.tfrecord") == 4
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
 def test_settings_errors_are_settings_errors() -> None:

@@ -8,6 +8,7 @@ the model exactly like one read from a prepared dataset.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,55 @@ def decode(data: bytes, name: str) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))  # reads the header only
+        with opened as image:
             image.load()
             oriented = ImageOps.exif_transpose(image) or image
-            rgb = oriented.convert("RGB")
+            rgb = to_rgb(oriented)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(
+            f"{name} is a decompression bomb ({error}); it was not decoded. Use an image of at "
+            f"most {Image.MAX_IMAGE_PIXELS:,} pixels."
+        ) from error
+    except ImageError as error:
+        raise ImageError(f"{name}: {error}") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageError(
             f"{name} is not a decodable image ({type(error).__name__}: {error}). "
             "Expected a JPEG/PNG/BMP/GIF/WebP file; remove it or re-export it."
         ) from error
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def to_rgb(image: Any) -> Any:
+    """A decoded Pillow image as 8-bit RGB, scaling 16-bit pixels instead of clipping them.
+
+    Pillow's ``convert("RGB")`` clips 16-bit (``I;16``) pixels at 255, which stores a 16-bit grey
+    PNG almost all white; here they are scaled to 8 bits. 32-bit integer and float pixels (``I``
+    and ``F`` modes, e.g. scientific TIFFs) have no standard brightness range: they are refused.
+
+    Raises:
+        ImageError: The pixels are 32-bit integers or floats (the message says how to fix it).
+    """
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16"):  # 16-bit grey (PNG, TIFF)
+        wide = np.asarray(image, dtype=np.uint32)
+        grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode in ("I", "F"):
+        kind = "32-bit integer" if mode == "I" else "32-bit float"
+        raise ImageError(
+            f"{kind} pixels (Pillow mode {mode}) have no standard brightness range, so they "
+            "cannot be turned into 8-bit RGB safely; export the image as 8- or 16-bit"
+        )
+    return image.convert("RGB")
 
 
 def load(uri: str) -> np.ndarray:

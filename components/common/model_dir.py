@@ -14,13 +14,13 @@ An evaluation folder holds ``evaluation.json`` (never ``metrics.json``, the trai
 from __future__ import annotations
 
 import json
-import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import records, storage
+from catsdogs.components.common import records, storage, tempdirs
 from catsdogs.components.common.errors import ModelError
 
 MODEL_FILE = "model.keras"
@@ -36,8 +36,14 @@ def local_model_file(model_dir: str) -> Iterator[Path]:
     """The local path of ``MODEL_DIR/model.keras`` (downloaded first when it is on gs://).
 
     Raises:
-        ModelError: The folder has no model.keras (the message lists what it holds).
+        ModelError: The location is empty, or the folder has no model.keras (the message lists
+            what it holds).
     """
+    if not str(model_dir).strip():
+        raise ModelError(
+            f"The model location is empty ({str(model_dir)!r}). Point --model at the output "
+            "folder of `catsdogs train-scratch` or `catsdogs train-transfer`."
+        )
     uri = storage.join(model_dir, MODEL_FILE)
     if not storage.exists(uri):
         found = ""
@@ -50,8 +56,8 @@ def local_model_file(model_dir: str) -> Iterator[Path]:
     if not storage.is_gcs(uri):
         yield Path(uri)
         return
-    with tempfile.TemporaryDirectory(prefix="catsdogs-model-") as tmp:
-        local = Path(tmp, MODEL_FILE)
+    with tempdirs.temporary("model") as tmp:
+        local = tmp / MODEL_FILE
         storage.download_file(uri, local)
         yield local
 
@@ -68,6 +74,12 @@ def load_model_file(path: Path, model_dir: str) -> Any:
     Raises:
         ModelError: The file is not a Keras model, or not a binary image classifier.
     """
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise ModelError(
+            f"{storage.join(model_dir, MODEL_FILE)} is not a Keras model file: a .keras file is a "
+            "zip archive and this one is not (corrupt, truncated, or another file renamed). Train "
+            "the model again, or copy it again from where it was trained."
+        )
     import keras
 
     try:

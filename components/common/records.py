@@ -18,12 +18,12 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import tempfile
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import storage
+from catsdogs.components.common import storage, tempdirs, tfrecord
 from catsdogs.components.common.errors import DatasetError
 
 MANIFEST = "manifest.json"
@@ -31,6 +31,7 @@ SPLITS = ("train", "val", "test")
 CLASSES = ("cat", "dog")  # label 0 and label 1 of every dataset prepare_dataset writes
 FEATURES = ("image", "label", "id")
 _AGAIN = "Run `catsdogs prepare` again."
+_TAMPERED = f"The manifest was edited or damaged: {_AGAIN}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,16 +113,21 @@ class Manifest:
     def from_dict(cls, data: Any, uri: str) -> Manifest:
         """Check and convert a decoded manifest (see ``from_json``)."""
         top = _Fields(data, uri, "")
-        splits = {
-            name: _split(value, uri, f"splits.{name}") for name, value in top.dict_of("splits")
-        }
+        classes = tuple(_strings(top.get("classes", list), uri, "classes"))
+        if classes != CLASSES:
+            raise DatasetError(
+                f"{uri}: classes are {list(classes)}, expected {list(CLASSES)} in that order (label "
+                f"0 is {CLASSES[0]}, 1 is {CLASSES[1]}): the manifest was edited or comes from "
+                f"another tool, and its labels cannot be trusted. {_AGAIN}"
+            )
+        splits = {name: _split(value, uri, name, classes) for name, value in top.dict_of("splits")}
         quarantined = tuple(
             Quarantined(item.get("file", str), item.get("reason", str))
             for item in top.objects("quarantined")
         )
         found = top.optional("found", dict)
         return cls(
-            classes=tuple(_strings(top.get("classes", list), uri, "classes")),
+            classes=classes,
             splits=splits,
             quarantined=quarantined,
             seed=top.get("seed", int),
@@ -217,13 +223,48 @@ def _strings(values: list[Any], uri: str, path: str) -> list[str]:
     return [_typed(value, str, uri, f"{path}[{i}]") for i, value in enumerate(values)]
 
 
-def _split(data: Any, uri: str, where: str) -> Split:
+def _split(data: Any, uri: str, name: str, classes: tuple[str, ...]) -> Split:
+    """One split of a manifest, checked for names and counts that agree with each other."""
+    where = f"splits.{name}"
     fields = _Fields(data, uri, where)
+    entries = fields.objects("shards")
     shards = tuple(
-        Shard(s.get("file", str), s.get("count", int), s.get("size", int), s.get("sha256", str))
-        for s in fields.objects("shards")
+        Shard(
+            _shard_file(s.get("file", str), uri, s.path("file"), shard_name(name, i, len(entries))),
+            s.get("count", int),
+            s.get("size", int),
+            s.get("sha256", str),
+        )
+        for i, s in enumerate(entries)
     )
-    return Split(fields.get("count", int), fields.counts("per_class"), shards)
+    split = Split(fields.get("count", int), fields.counts("per_class"), shards)
+    problem = None
+    if set(split.per_class) != set(classes):
+        problem = f"per_class names {sorted(split.per_class)}, not the classes {list(classes)}"
+    elif sum(split.per_class.values()) != split.count:
+        problem = f"count is {split.count} but per_class adds up to {sum(split.per_class.values())}"
+    elif sum(shard.count for shard in shards) != split.count:
+        problem = f"count is {split.count} but its shards hold {sum(s.count for s in shards)}"
+    elif min([split.count, *(v for s in shards for v in (s.count, s.size))]) < 0:
+        problem = "a count or size is negative"
+    if problem:
+        raise DatasetError(f"{uri}: {where} does not add up: {problem}. {_TAMPERED}")
+    return split
+
+
+def _shard_file(file: str, uri: str, path: str, expected: str) -> str:
+    """A shard's file name, refused unless it is the plain name its position gives it."""
+    if not file or file in (".", "..") or any(c in file for c in "/\\\0"):
+        raise DatasetError(
+            f"{uri}: field {path!r} is {file!r}, not a plain file name: a dataset may only name "
+            f"files in its own folder. {_TAMPERED}"
+        )
+    if file != expected:
+        raise DatasetError(
+            f"{uri}: field {path!r} is {file!r}, expected {expected!r} at that place in the shard "
+            f"list. {_TAMPERED}"
+        )
+    return file
 
 
 def _found(data: Any, uri: str) -> Found:
@@ -247,6 +288,11 @@ def sha256_file(path: str | Path) -> str:
 
 def load_manifest(dataset: str | Path) -> Manifest:
     """Read ``manifest.json`` of a prepared dataset (local or gs://), with a clear error if absent."""
+    if not str(dataset).strip():
+        raise DatasetError(
+            f"The dataset location is empty ({str(dataset)!r}). Point --data at the output folder "
+            "or gs:// prefix of `catsdogs prepare`."
+        )
     uri = storage.join(dataset, MANIFEST)
     if not storage.exists(uri):
         raise DatasetError(
@@ -278,6 +324,15 @@ def verify_shards(dataset_dir: Path, manifest: Manifest, splits: tuple[str, ...]
                     f"{MANIFEST} (expected sha256 {shard.sha256[:12]}..., size {shard.size}). "
                     "The file is corrupt or was changed: run `catsdogs prepare` again."
                 )
+            held = tfrecord.count_records(path)
+            if held != shard.count:
+                found = (
+                    "ends in the middle of a record" if held is None else f"holds {held} records"
+                )
+                raise DatasetError(
+                    f"Shard {shard.file} in {dataset_dir} {found}, but {MANIFEST} lists "
+                    f"{shard.count}: the shard is truncated or the manifest was edited. {_AGAIN}"
+                )
 
 
 @contextlib.contextmanager
@@ -297,36 +352,31 @@ def local_dataset(
         verify_shards(Path(dataset), manifest, splits)
         yield Path(dataset), manifest
         return
-    with tempfile.TemporaryDirectory(prefix="catsdogs-data-") as tmp:
+    with tempdirs.temporary("data") as tmp:
         for split in splits:
             for shard in manifest.splits[split].shards:
-                storage.download_file(storage.join(dataset, shard.file), Path(tmp, shard.file))
-        verify_shards(Path(tmp), manifest, splits)
-        yield Path(tmp), manifest
+                storage.download_file(storage.join(dataset, shard.file), tmp / shard.file)
+        verify_shards(tmp, manifest, splits)
+        yield tmp, manifest
 
 
-def write_shard(path: Path, records: list[tuple[bytes, int, str]]) -> Shard:
-    """Write ``(jpeg_bytes, label, id)`` records to one TFRecord file; returns its manifest entry."""
-    import tensorflow as tf
+def write_shard(path: Path, items: list[tuple[bytes, int, str]]) -> Shard:
+    """Write ``(jpeg_bytes, label, id)`` records to one TFRecord file; returns its manifest entry.
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
-        for image, label, ident in records:
-            example = tf.train.Example(
-                features=tf.train.Features(
-                    feature={
-                        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                        "id": tf.train.Feature(
-                            bytes_list=tf.train.BytesList(value=[ident.encode("utf-8")])
-                        ),
-                    }
-                )
-            )
-            # deterministic: sorted feature keys, so a shard's bytes do not depend on the process
-            writer.write(example.SerializeToString(deterministic=True))
-    tmp.replace(path)
-    return Shard(path.name, len(records), path.stat().st_size, sha256_file(path))
+    The file is written under ``storage.temp_path`` and renamed into place when complete (the temp
+    file is removed when writing fails, e.g. on a full disk). The same records give the same bytes.
+    """
+    tmp = storage.temp_path(path)
+    try:
+        with open(tmp, "wb") as handle:
+            for image, label, ident in items:
+                handle.write(tfrecord.frame(tfrecord.example(image, label, ident)))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Shard(path.name, len(items), path.stat().st_size, sha256_file(path))
 
 
 def shard_paths(dataset_dir: Path, manifest: Manifest, split: str) -> list[str]:

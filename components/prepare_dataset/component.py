@@ -37,8 +37,10 @@ def prepare_dataset(
     Returns:
         The source fingerprint the dataset was prepared from.
     """
+    from catsdogs.components.common import quiet
     from catsdogs.components.prepare_dataset import core
 
+    quiet.install()
     cfg = core.PrepareConfig(
         train_per_class=train_per_class,
         val_per_class=val_per_class,

@@ -12,18 +12,24 @@ The steps of ``prepare``, each in its own module:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from catsdogs.components.common import records, storage
-from catsdogs.components.common.errors import SourceError
+from catsdogs.components.common import records, storage, tempdirs
+from catsdogs.components.common.errors import SourceError, StorageError
 from catsdogs.components.prepare_dataset import sources, validation
 from catsdogs.components.prepare_dataset.output import (
+    check_output,
     clear_leftovers,
     existing_dataset,
     is_complete,
+    output_folder,
     write_shards,
 )
 from catsdogs.components.prepare_dataset.report import REPORT, quality_report
@@ -55,6 +61,9 @@ def prepare(
 ) -> PrepareResult:
     """Validate, split and write the dataset of ``source`` to ``output`` (local or gs://).
 
+    A run that was killed or failed leaves no manifest, so ``output`` is no dataset yet; the next
+    run with the same inputs removes what it left (shards, temporary files, its TMPDIR folders).
+
     Args:
         source: Folder, .zip/.tar(.gz) archive, gs:// prefix or archive object, or http(s) URL.
         output: Folder or gs:// prefix for the shards, ``quality_report.md`` and ``manifest.json``.
@@ -63,35 +72,40 @@ def prepare(
         progress: Show progress bars on stderr.
 
     Raises:
-        SourceError: The source is missing, unreadable, unsafe or has too few usable images.
-        OutputConflictError: ``output`` already holds a different dataset or foreign files.
+        SourceError: The source is empty, missing, unreadable, unsafe or has too few usable images.
+        OutputConflictError: ``output`` is a file, or holds a different dataset or foreign files.
+        StorageError: A disk filled up (the message names the folder and the space needed).
     """
     cfg = cfg or PrepareConfig()
+    check_output(output)
     settings = cfg.settings()
-    fingerprint = source_fingerprint(source)
+    fingerprint = source_fingerprint(source)  # refuses an empty source too
+    shown = sources.redact(source)
     existing = existing_dataset(output, fingerprint, settings)
     if existing is not None and is_complete(output, existing):
         report = storage.read_text(storage.join(output, REPORT))
         _copy_report(report, report_path)
         return _result(output, existing, report, already_prepared=True)
+    temp = tempfile.gettempdir()
     with (
+        _disk_full(temp, "the source and its validated images", None, _TMPDIR_FIX),
         sources.materialize(source, fingerprint, cfg.sha256) as local,
-        tempfile.TemporaryDirectory(prefix="catsdogs-spool-") as spool,
+        tempdirs.temporary("spool") as spool,
     ):
-        candidates, ignored = sources.scan(local.root)
+        candidates, ignored, links = sources.scan(local.root)
         found = per_class([(c.name, c.label) for c in candidates])
         if min(found.values()) == 0:
             counts = " and ".join(f"{n} {cls}" for cls, n in found.items())
             raise SourceError(
                 f"Expected a folder of <class>.<id>.jpg files or <class>/ subfolders "
-                f"({', '.join(records.CLASSES)}) under {source}, found {counts} images (first "
+                f"({', '.join(records.CLASSES)}) under {shown}, found {counts} images (first "
                 f"entries: {sources.first_entries(local.root)})."
             )
-        split_sizes(cfg, found, source)  # fail fast, before decoding anything
+        split_sizes(cfg, found, shown)  # fail fast, before decoding anything
         started = time.perf_counter()
         results = validation.validate_all(
             [c.path for c in candidates],
-            Path(spool),
+            spool,
             cfg.max_side,
             cfg.jpeg_quality,
             cfg.workers,
@@ -103,6 +117,7 @@ def prepare(
         quarantined = sorted(
             [
                 *local.rejected,
+                *links,
                 *(records.Quarantined(n, o.reason) for n, o in outcomes.items() if not o.ok),
             ],
             key=lambda q: q.file,
@@ -111,13 +126,14 @@ def prepare(
         if min(valid_found.values()) == 0:
             counts = " and ".join(f"{n} valid {cls}" for cls, n in valid_found.items())
             raise SourceError(
-                f"Expected valid images of both classes under {source}, found {counts} images "
+                f"Expected valid images of both classes under {shown}, found {counts} images "
                 f"({len(quarantined)} quarantined, e.g. {quarantined[0].file}: "
                 f"{quarantined[0].reason}). Fix or replace the files."
             )
-        assigned = assign_splits(valid, cfg, source)
+        assigned = assign_splits(valid, cfg, shown)
         clear_leftovers(output)
-        with storage.output_dir(output) as folder:
+        needed = sum(outcomes[name].nbytes for items in assigned.values() for name, _ in items)
+        with output_folder(output) as folder, _disk_full(folder, "the shards", needed, _OUT_FIX):
             splits = {
                 name: records.Split(
                     len(items), per_class(items), write_shards(folder, name, items, outcomes)
@@ -130,16 +146,40 @@ def prepare(
                 quarantined=tuple(quarantined),
                 seed=cfg.seed,
                 source_fingerprint=fingerprint,
-                source=source,
+                source=shown,
                 settings=settings,
                 found=records.Found(found, len(ignored)),
                 format={"records": "tfrecord", "image": "jpeg", "features": list(records.FEATURES)},
             )
             report = quality_report(manifest, found, ignored, outcomes, seconds)
             (folder / REPORT).write_text(report)
-    records.write_manifest(output, manifest)  # last: only now is the folder a dataset
+    with _disk_full(output, "manifest.json", len(manifest.to_json()), _OUT_FIX):
+        records.write_manifest(output, manifest)  # last: only now is the folder a dataset
     _copy_report(report, report_path)
     return _result(output, manifest, report, already_prepared=False)
+
+
+_TMPDIR_FIX = "Free some space there, or set TMPDIR to a folder on a larger disk."
+_OUT_FIX = "Free some space there, or choose an --output on a larger disk."
+
+
+@contextlib.contextmanager
+def _disk_full(folder: str | Path, what: str, needed: int | None, fix: str) -> Iterator[None]:
+    """Turn "no space left on device" inside the block into one line naming the folder."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or storage.is_gcs(folder):
+            raise
+        existing = Path(folder)
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        free = shutil.disk_usage(existing).free / 1e6
+        amount = f"about {needed / 1e6:,.1f} MB" if needed else "more space"
+        raise StorageError(
+            f"No space left on the disk of {folder} while writing {what}: it needs {amount}, "
+            f"{free:,.1f} MB are free. {fix}"
+        ) from error
 
 
 def _copy_report(report: str, report_path: str | None) -> None:

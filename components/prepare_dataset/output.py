@@ -1,19 +1,43 @@
-"""The output folder: reuse a finished dataset, refuse a foreign one, write the shards."""
+"""The output folder: reuse a finished dataset, refuse a foreign one, write the shards.
+
+What an unfinished run leaves (shards, ``quality_report.md``, the in-flight temporary files of
+``storage.temp_path``) is "ours": it never blocks a rerun, which removes it before writing.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import records, storage
-from catsdogs.components.common.errors import OutputConflictError
+from catsdogs.components.common import records, storage, tempdirs
+from catsdogs.components.common.errors import OutputConflictError, SettingsError
 from catsdogs.components.prepare_dataset.report import REPORT
 from catsdogs.components.prepare_dataset.validation import Outcome
 
 SHARD_TARGET_BYTES = 100 * 1024 * 1024
 _SHARD_NAME = re.compile(r"(train|val|test)-\d{5}-of-\d{5}\.tfrecord")
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-[0-9a-f]+")  # storage.temp_path of a file
+
+
+def check_output(output: str) -> None:
+    """Refuse an output that is empty, blank, a gs:// URI without a bucket, or a file.
+
+    Raises:
+        SettingsError: ``output`` is empty or names no bucket.
+        OutputConflictError: ``output`` (or a folder above it) is an existing file.
+    """
+    if not output.strip():
+        raise SettingsError(
+            f"The output location is empty ({output!r}). Pass --output a folder or "
+            "gs://bucket/prefix to write the dataset to."
+        )
+    if storage.is_gcs(output) and not output[len(storage.GCS_SCHEME) :].split("/")[0]:
+        raise SettingsError(f"--output {output!r} names no bucket; expected gs://bucket/prefix.")
+    storage.check_folder(output, "--output")
 
 
 def existing_dataset(
@@ -63,12 +87,32 @@ def is_complete(output: str, manifest: records.Manifest) -> bool:
 
 
 def clear_leftovers(output: str) -> None:
-    """Delete what an earlier, unfinished run left in ``output``: the manifest first, then the rest."""
+    """Delete what an earlier, unfinished run left in ``output``: the manifest first, then the rest.
+
+    Locally that includes the temporary files of writes that were cut short (listings skip them).
+    """
     if storage.exists(storage.join(output, records.MANIFEST)):
         storage.delete(storage.join(output, records.MANIFEST))
     for name in _listing(output):
         if _is_ours(name):
             storage.delete(storage.join(output, name))
+    if not storage.is_gcs(output) and Path(output).is_dir():
+        for path in Path(output).iterdir():
+            temp = _TEMP_NAME.fullmatch(path.name)
+            if temp and (_is_ours(temp["name"]) or temp["name"] == records.MANIFEST):
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def output_folder(output: str) -> Iterator[Path]:
+    """The local folder to write the dataset into; for gs:// it is uploaded when the block succeeds."""
+    if not storage.is_gcs(output):
+        Path(output).mkdir(parents=True, exist_ok=True)
+        yield Path(output)
+        return
+    with tempdirs.temporary("out") as folder:
+        yield folder
+        storage.upload_dir(folder, output)
 
 
 def write_shards(

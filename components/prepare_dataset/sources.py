@@ -5,6 +5,12 @@ A source is a local folder (used as is), a ``.zip``/``.tar(.gz)`` archive (extra
 (downloaded once, streamed, optionally sha256-checked, into ``config.cache_dir()``). Its labelled
 images have Kaggle names (``cat.<id>.jpg``) or sit in class folders (``Cat/``, ``dogs/``, any case,
 at any depth, e.g. Microsoft's ``PetImages/Cat``).
+
+Names that could reach outside the source are quarantined with a reason, never read: a symbolic
+link whose target is missing or lies outside the source folder (links inside it are followed;
+links to folders are not descended into), and a gs:// object whose name has ``.``, ``..`` or empty
+parts or is also the folder of other objects. Credentials in a URL (``user:password@``, signed-URL
+signatures) are redacted (``redact``) wherever the source is recorded or shown.
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ import dataclasses
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from catsdogs.components.common import config, records, storage
+from catsdogs.components.common import config, records, storage, tempdirs
 from catsdogs.components.common.errors import SourceError
 from catsdogs.components.common.images import IMAGE_SUFFIXES
 from catsdogs.components.prepare_dataset import archives
@@ -31,6 +37,13 @@ _HEAD_KEYS = ("ETag", "Last-Modified", "Content-Length")
 _FOLDER_CLASSES = {name: cls for cls in records.CLASSES for name in (cls, f"{cls}s")}  # Cat/, dogs/
 _KAGGLE_NAME = re.compile(rf"^({'|'.join(records.CLASSES)})\..+$", re.IGNORECASE)  # cat.1.jpg
 _SKIPPED_DIRS = {"__macosx", ".git"}
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
+_SECRET_PARAMETER = re.compile(
+    r"([?&;][^=&#\s]*(?:sig|credential|token|key|secret|password|passwd|auth|session)[^=&#\s]*=)"
+    r"[^&#\s]*",
+    re.IGNORECASE,
+)
+_DOWNLOAD_WORKERS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +72,31 @@ def _is_url(source: str) -> bool:
     return source.startswith(("https://", "http://"))
 
 
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced by ``***``.
+
+    Covers ``user:password@`` and the values of query parameters that carry secrets (signed-URL
+    signatures and credentials, tokens, keys: ``X-Goog-Signature``, ``X-Amz-Security-Token``,
+    ``sig``...).
+    """
+    return _SECRET_PARAMETER.sub(r"\1***", _USERINFO.sub("***@", text))
+
+
+def check_source(source: str) -> None:
+    """Refuse an empty or blank source before it can mean "the current folder".
+
+    Raises:
+        SourceError: ``source`` is empty, blank or a gs:// URI without a bucket.
+    """
+    if not source.strip():
+        raise SourceError(
+            f"The source is empty ({source!r}). Pass --source a folder, a .zip/.tar(.gz) archive, "
+            "a gs://bucket/prefix or an https:// URL."
+        )
+    if storage.is_gcs(source) and not source[len(storage.GCS_SCHEME) :].split("/")[0]:
+        raise SourceError(f"The source {source!r} names no bucket; expected gs://bucket/prefix.")
+
+
 def source_fingerprint(source: str) -> str:
     """A cheap identity of the source's current content, for caching and provenance.
 
@@ -66,8 +104,9 @@ def source_fingerprint(source: str) -> str:
     modification times; http(s): the URL with ETag, Last-Modified and Content-Length from a HEAD.
 
     Raises:
-        SourceError: The source does not exist or cannot be reached.
+        SourceError: The source is empty, does not exist or cannot be reached.
     """
+    check_source(source)
     if _is_url(source):
         headers = _head(source)
         return _digest("url", [source, *(f"{k}={headers.get(k, '')}" for k in _HEAD_KEYS)])
@@ -90,7 +129,8 @@ def source_fingerprint(source: str) -> str:
     if path.is_dir():
         lines = []
         for name in walk(path):
-            st = (path / name).stat()
+            file = path / name
+            st = file.stat() if file.exists() else file.lstat()  # lstat: a dangling link
             lines.append(f"{name}\t{st.st_size}\t{st.st_mtime_ns}")
         return _digest("dir", sorted(lines))
     raise SourceError(
@@ -106,13 +146,13 @@ def _head(url: str) -> dict[str, str]:
         response = requests.head(url, allow_redirects=True, timeout=30)
     except requests.RequestException as error:
         raise SourceError(
-            f"Could not reach {url} ({type(error).__name__}). Check the URL and the network, or "
-            "download the archive yourself and pass its local path with --source."
-        ) from error
+            f"Could not reach {redact(url)} ({type(error).__name__}). Check the URL and the "
+            "network, or download the archive yourself and pass its local path with --source."
+        ) from None  # the library's error repeats the URL, credentials included
     if response.status_code >= 400:
         raise SourceError(
-            f"Could not read {url}: HTTP {response.status_code}. Check the URL, or download the "
-            "archive yourself and pass its local path with --source."
+            f"Could not read {redact(url)}: HTTP {response.status_code}. Check the URL, or "
+            "download the archive yourself and pass its local path with --source."
         )
     return {key: response.headers.get(key, "") for key in _HEAD_KEYS}
 
@@ -148,8 +188,8 @@ def _download(url: str, expected_sha256: str, fingerprint: str) -> Path:
         with requests.get(url, stream=True, timeout=(30, 300)) as response:
             if response.status_code >= 400:
                 raise SourceError(
-                    f"Could not download {url}: HTTP {response.status_code}. Check the URL, or "
-                    "download the archive yourself and pass its local path with --source."
+                    f"Could not download {redact(url)}: HTTP {response.status_code}. Check the "
+                    "URL, or download the archive yourself and pass its local path with --source."
                 )
             total = int(response.headers.get("Content-Length") or 0) or None
             with (
@@ -162,15 +202,17 @@ def _download(url: str, expected_sha256: str, fingerprint: str) -> Path:
                     bar.update(len(block))
         if expected_sha256 and digest.hexdigest() != expected_sha256.lower():
             raise SourceError(
-                f"Downloaded {url} has sha256 {digest.hexdigest()}, expected {expected_sha256}. "
+                f"Downloaded {redact(url)} has sha256 {digest.hexdigest()}, expected "
+                f"{expected_sha256}. "
                 "The file changed upstream or was corrupted in transit: check --sha256 or retry."
             )
         os.replace(partial, target)
     except requests.RequestException as error:
         raise SourceError(
-            f"Could not download {url} ({type(error).__name__}: {error}). Check the network, or "
-            "download the archive yourself and pass its local path with --source."
-        ) from error
+            f"Could not download {redact(url)} ({type(error).__name__}: {redact(str(error))}). "
+            "Check the network, or download the archive yourself and pass its local path with "
+            "--source."
+        ) from None  # the library's error repeats the URL, credentials included
     finally:
         partial.unlink(missing_ok=True)
     return target
@@ -185,8 +227,7 @@ def materialize(source: str, fingerprint: str, sha256: str = "") -> Iterator[Loc
         fingerprint: Its ``source_fingerprint`` (keys the download cache).
         sha256: Expected sha256 of a downloaded URL; "" skips the check.
     """
-    with tempfile.TemporaryDirectory(prefix="catsdogs-src-") as tmp:
-        work = Path(tmp)
+    with tempdirs.temporary("source") as work:
         if _is_url(source):
             archive = _download(source, sha256, fingerprint)
         elif storage.is_gcs(source):
@@ -196,8 +237,7 @@ def materialize(source: str, fingerprint: str, sha256: str = "") -> Iterator[Loc
                 storage.download_file(source, archive)
             else:
                 folder = work / "files"
-                storage.download_dir(source, folder)
-                yield Local(folder, [])
+                yield Local(folder, _download_objects(source, folder))
                 return
         elif Path(source).is_file():
             archive = Path(source)
@@ -206,7 +246,47 @@ def materialize(source: str, fingerprint: str, sha256: str = "") -> Iterator[Loc
             return
         folder = work / "extracted"
         folder.mkdir()
-        yield Local(folder, archives.extract(archive, folder, source))
+        yield Local(folder, archives.extract(archive, folder, redact(source)))
+
+
+def _download_objects(prefix: str, folder: Path) -> list[records.Quarantined]:
+    """Download the objects under ``prefix`` into ``folder``; returns those with unsafe names."""
+    names = storage.list_files(prefix)
+    folders = {
+        "/".join(name.split("/")[:i]) for name in names for i in range(1, name.count("/") + 1)
+    }
+    rejected, safe = [], []
+    for name in names:
+        if any(part in ("", ".", "..") for part in name.split("/")):
+            reason = "unsafe object name: '.', '..' or an empty part in its path (not downloaded)"
+        elif name in folders:
+            reason = "unsafe object name: also the folder of other objects (not downloaded)"
+        else:
+            safe.append(name)
+            continue
+        rejected.append(records.Quarantined(name, reason))
+    folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(_DOWNLOAD_WORKERS) as pool:
+        list(
+            pool.map(
+                lambda name: storage.download_file(storage.join(prefix, name), folder / name), safe
+            )
+        )
+    return rejected
+
+
+def link_problem(root: Path, name: str) -> str | None:
+    """Why the file ``name`` below ``root`` must not be read (a bad symbolic link), or None."""
+    path = root / name
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing target, or a loop of links
+        return "dangling symbolic link: its target does not exist (not read)"
+    if not target.is_relative_to(root.resolve()):
+        return "symbolic link to a file outside the source folder (not followed)"
+    return None
 
 
 def _label_of(name: str) -> int | None:
@@ -220,16 +300,19 @@ def _label_of(name: str) -> int | None:
     return None
 
 
-def scan(root: Path) -> tuple[list[Candidate], list[str]]:
-    """The labelled image candidates below ``root`` and the other files, each sorted by name."""
-    candidates, ignored = [], []
+def scan(root: Path) -> tuple[list[Candidate], list[str], list[records.Quarantined]]:
+    """The labelled image candidates below ``root``, the other files and the bad links, by name."""
+    candidates, ignored, rejected = [], [], []
     for name in sorted(walk(root)):
+        problem = link_problem(root, name)
         label = _label_of(name) if name.lower().endswith(IMAGE_SUFFIXES) else None
-        if label is None:
+        if problem is not None:
+            rejected.append(records.Quarantined(name, problem))
+        elif label is None:
             ignored.append(name)
         else:
             candidates.append(Candidate(name, label, str(root / name)))
-    return candidates, ignored
+    return candidates, ignored, rejected
 
 
 def first_entries(root: Path) -> str:

@@ -3,7 +3,9 @@
 Per image: a Pillow header check against ``Image.MAX_IMAGE_PIXELS`` (decompression bombs are
 quarantined, never decoded), JPEG draft mode when the image is downscaled anyway, a full ``load()``,
 EXIF orientation, RGB, a downscale so the longer side is at most ``max_side``, and a JPEG
-re-encode. A failure comes back as a quarantine reason. Each worker appends the JPEGs to its own
+re-encode, except for a file that is already what the re-encode would make the same way (a baseline
+RGB JPEG no larger than ``max_side`` that needs no rotation): its original bytes are kept. A failure
+comes back as a quarantine reason. Each worker appends the JPEGs to its own
 spool file, so only offsets travel back to the parent.
 """
 
@@ -19,8 +21,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from catsdogs.components.common import images
+from catsdogs.components.common.errors import ImageError
+
 # The draft (DCT-domain) downscale may land this much under max_side, which saves a resample.
 DRAFT_TOLERANCE = 0.9
+# A file kept as it is may take at most this many bytes per pixel (more is metadata or junk).
+KEEP_MAX_BYTES_PER_PIXEL = 2
+_EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 means "normal"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +42,7 @@ class Outcome:
     nbytes: int
     spool: str = ""  # file holding the re-encoded JPEG (see validate_all), at ``offset``
     offset: int = 0
+    kept: bool = False  # the original file's bytes were stored, not a re-encode
 
     def read(self) -> bytes:
         """The re-encoded JPEG bytes of a valid image."""
@@ -58,7 +67,8 @@ def validate_image(
         encode: False stops after the checks and the decode (the benchmark times that part).
 
     Returns:
-        The outcome and the JPEG bytes (empty when the image is quarantined).
+        The outcome and the JPEG bytes (empty when the image is quarantined): the file's own bytes
+        when ``keeps_original`` says so, a re-encode otherwise.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -74,6 +84,7 @@ def validate_image(
             width, height = original
             if limit and width * height > limit:
                 return _failed(_bomb_reason(width, height, limit), original)
+            keep = encode and keeps_original(image, max_side, os.path.getsize(path))
             scale = max_side / max(width, height)
             if image.format == "JPEG" and scale < 1:
                 # DCT-domain downscale: Pillow picks the largest 1/2, 1/4, 1/8 still >= this size.
@@ -86,9 +97,13 @@ def validate_image(
                 )
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
-            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            rgb = images.to_rgb(image)  # 16-bit scaled; 32-bit and float refused
         if not encode:
             return Outcome(True, "", original, rgb.size, 0), b""
+        if keep:
+            with open(path, "rb") as handle:
+                kept = handle.read()
+            return Outcome(True, "", original, original, len(kept), kept=True), kept
         if max(rgb.size) > max_side:
             scale = max_side / max(rgb.size)
             size = (max(1, round(rgb.size[0] * scale)), max(1, round(rgb.size[1] * scale)))
@@ -99,6 +114,8 @@ def validate_image(
     except Image.DecompressionBombError:
         width, height = original
         return _failed(_bomb_reason(width, height, Image.MAX_IMAGE_PIXELS or 0), original)
+    except ImageError as error:
+        return _failed(str(error), original)
     except UnidentifiedImageError:
         return _failed("not an image: Pillow cannot identify the file format", original)
     except Exception as error:  # noqa: BLE001 - any decode failure quarantines the file
@@ -110,6 +127,30 @@ def validate_image(
         return _failed(f"cannot decode: {message}", original)
     data = buffer.getvalue()
     return Outcome(True, "", original, rgb.size, len(data)), data
+
+
+def keeps_original(image: Any, max_side: int, nbytes: int) -> bool:
+    """Whether a decoded image's file can be stored as it is instead of re-encoded.
+
+    True for a baseline (not progressive) RGB JPEG whose longer side is at most ``max_side``,
+    with no EXIF orientation other than "normal" and at most ``KEEP_MAX_BYTES_PER_PIXEL`` bytes a
+    pixel: the re-encode would only cost time (and a little quality).
+
+    Args:
+        image: The opened Pillow image (its header is enough), before any draft or transpose.
+        max_side: The longest side a stored image may have.
+        nbytes: Size of the file in bytes.
+    """
+    width, height = image.size
+    return (
+        image.format == "JPEG"
+        and image.mode == "RGB"
+        and not image.info.get("progressive")
+        and not image.info.get("progression")
+        and max(width, height) <= max_side
+        and image.getexif().get(_EXIF_ORIENTATION, 1) == 1
+        and nbytes <= width * height * KEEP_MAX_BYTES_PER_PIXEL
+    )
 
 
 @contextlib.contextmanager
