@@ -13,10 +13,16 @@
 # run:   as the image's non-root user with --network none: catsdogs --help, catsdogs prepare on a few
 #        real photos mounted read-only, a one-epoch catsdogs train-scratch on its output, a one-epoch
 #        catsdogs train-transfer --weights imagenet (offline: the baked weights), and the
-#        train_scratch KFP component run as the KFP launcher runs it (images/kfp_command.py).
+#        train_scratch KFP component run as the KFP launcher runs it (images/kfp_command.py); then
+#        the whole pipeline with `catsdogs run --runner docker` (kfp.local's DockerRunner on podman's
+#        Docker-compatible API, started and stopped by the command): both trainers, one or two
+#        epochs, every task in the image as its non-root user with no network, the artifacts in a
+#        local folder mounted into each task. The log ends with KFP's
+#        "Pipeline 'catsdogs' finished with status SUCCESS".
 #
-# Needs root and the Debian packages podman, buildah, debootstrap and runc (installed with apt-get
-# when missing), Debian's package mirror and PyPI.
+# Needs root, the project's .venv (make install: catsdogs and the docker package) and the Debian
+# packages podman, buildah, debootstrap and runc (installed with apt-get when missing), Debian's
+# package mirror and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -24,6 +30,7 @@ SHARED=${SHARED:-$REPO/../shared}
 CACHE=${CATSDOGS_CACHE:-$HOME/.cache/catsdogs}
 BASE_IMAGE=${BASE_IMAGE:-localhost/catsdogs-base:bookworm}
 TEST_IMAGE=${TEST_IMAGE:-localhost/catsdogs-test:local}
+VENV_PYTHON=${VENV_PYTHON:-$REPO/.venv/bin/python}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 PHOTOS_PER_CLASS=${PHOTOS_PER_CLASS:-20}
@@ -151,7 +158,28 @@ run_image() {
     [[ -s $WORK/out/model/model.keras ]] || die "train-scratch wrote no model/model.keras"
     [[ -s $WORK/out/transfer/model.keras ]] || die "train-transfer wrote no transfer/model.keras"
     [[ -s $WORK/out/kfp/executor_output.json ]] || die "the KFP component wrote no executor_output.json"
+    run_pipeline "$train" "$rest"
     say "image-test passed"
+}
+
+run_pipeline() {
+    local train=$1 rest=$2 log=$WORK/pipeline.log
+    [[ -x $VENV_PYTHON ]] || die "no $VENV_PYTHON; run make install (or set VENV_PYTHON=...)."
+    say "The whole pipeline, every task in $TEST_IMAGE (kfp.local DockerRunner on podman's API socket)"
+    # --weights imagenet with no network: the transfer tasks must find the weights baked in.
+    nice -n 10 "$VENV_PYTHON" -m catsdogs.cli run --runner docker --image "$TEST_IMAGE" \
+        --source "$WORK/photos" --output "$WORK/pipeline" --train-per-class "$train" \
+        --val-per-class "$rest" --test-per-class "$rest" --trainers both --scratch-epochs 1 \
+        --transfer-epochs 2 --batch-size 8 --weights imagenet 2>&1 | tee "$log"
+    # kfp.local's own lines are on the console or, with catsdogs run's task console, in run.log.
+    local finished
+    finished=$({ cat "$log"; find "$WORK/pipeline" -name '*.log' -exec cat {} +; } \
+        | sed 's/\x1b\[[0-9;]*m//g' | grep -m1 "Pipeline 'catsdogs' finished with status") || true
+    echo "${finished:-no line: Pipeline 'catsdogs' finished with status ...}"
+    [[ $finished == *"Pipeline 'catsdogs' finished with status SUCCESS"* ]] \
+        || die "the pipeline run did not finish with status SUCCESS (log above)."
+    find "$WORK/pipeline/kfp" -path '*render-activations*' -type f -size +0 | grep -q . \
+        || die "the pipeline run wrote no activation report."
 }
 
 prerequisites

@@ -24,6 +24,7 @@ from tests.conftest import MOBILENET_V2_WEIGHTS, REPO, VGG16_WEIGHTS, needs
 
 DOCKERFILE = REPO / "images" / "Dockerfile"
 PYPROJECT = REPO / "pyproject.toml"
+CONSTRAINTS = REPO / "images" / "constraints-gpu.txt"
 
 
 def load(name: str) -> ModuleType:
@@ -109,6 +110,56 @@ def test_dockerfile_installs_exactly_pyprojects_pins() -> None:
     assert requirements.requirements(PYPROJECT, [build_args()["EXTRAS"]])[-1].startswith(
         "tensorflow[and-cuda]=="
     )
+
+
+def test_cuda_wheels_are_pinned_exactly_inside_tensorflows_ranges() -> None:
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+
+    assert (
+        version("tensorflow") == dict(pin_of(r) for r in pyproject()["dependencies"])["tensorflow"]
+    )
+    lines = [
+        line.strip()
+        for line in CONSTRAINTS.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    pins = dict(pin_of(line) for line in lines)  # every line an exact name==version
+    assert len(pins) == len(lines)
+    and_cuda = {
+        r.name.lower(): r.specifier
+        for r in map(Requirement, requires("tensorflow") or [])
+        if r.marker is not None and r.marker.evaluate({"extra": "and-cuda"})
+    }
+    # Exactly the wheels tensorflow[and-cuda] pulls in with open ranges, each inside its range.
+    assert set(pins) == set(and_cuda)
+    for name, pinned in pins.items():
+        assert pinned in and_cuda[name], (
+            f"{name}=={pinned} is outside tensorflow's {and_cuda[name]}"
+        )
+
+
+def test_dockerfile_installs_with_the_cuda_constraints_and_sets_no_visible_devices() -> None:
+    steps = instructions()
+    copies = [a for k, a in steps if k == "COPY"]
+    assert any("images/constraints-gpu.txt /src/" in c for c in copies)
+    runs = " ".join(a for k, a in steps if k == "RUN")
+    assert "pip install --no-cache-dir -r /tmp/requirements.txt -c /src/constraints-gpu.txt" in runs
+    # The device plugin sets NVIDIA_VISIBLE_DEVICES on GPU pods; in the image it would expose every
+    # GPU to CPU tasks under the NVIDIA container toolkit.
+    env = " ".join(a for k, a in steps if k == "ENV")
+    assert "NVIDIA_VISIBLE_DEVICES" not in env
+    assert "575.51.03" in DOCKERFILE.read_text() and "525.60.13" in DOCKERFILE.read_text()
+
+
+def test_dockerfile_copies_every_package_folder_of_pyproject() -> None:
+    folders = set(
+        tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-dir"].values()
+    )
+    copied = {a.split()[0] for k, a in instructions() if k == "COPY"}
+    assert folders == {"components", "pipelines", "cli"}
+    assert folders <= copied
 
 
 def test_requirements_lists_pyproject_pins_and_rejects_unknown_extras(tmp_path: Path) -> None:
@@ -238,6 +289,9 @@ def test_image_builds_and_runs_the_cli_in_the_container() -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "image-test passed" in result.stdout
     assert re.search(r"Build time: \d+s; image size: \d+ MB", result.stdout)
+    # The whole pipeline ran in the image (kfp.local DockerRunner), KFP's own last word.
+    log = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    assert "Pipeline 'catsdogs' finished with status SUCCESS" in log
 
 
 def test_kfp_command_is_the_components_launcher_command_with_the_executor_input() -> None:
@@ -250,3 +304,147 @@ def test_kfp_command_is_the_components_launcher_command_with_the_executor_input(
     assert executor_input["outputs"]["outputFile"] == "/out/kfp/executor_output.json"
     assert command[-2:] == ["--function_to_execute", "train_scratch"]
     assert kfp_command.main([]) == 2
+
+
+# ----------------------------------------------------------------------------- pipelines/docker_runner.py
+FAKE_PODMAN = """#!/bin/sh
+# fake podman: `podman system service --time=0 unix://SOCKET` creates SOCKET and waits.
+echo $$ >"$FAKE_PODMAN_PID"
+[ -n "$FAKE_PODMAN_FAIL" ] && exit 3
+touch "${4#unix://}"
+exec sleep 60
+"""
+
+
+def fake_podman(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> Path:
+    """Put a fake podman first on PATH; returns the file its pid is written to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    podman = bin_dir / "podman"
+    podman.write_text(FAKE_PODMAN)
+    podman.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PODMAN_PID", str(tmp_path / "pid"))
+    if fail:
+        monkeypatch.setenv("FAKE_PODMAN_FAIL", "1")
+    return tmp_path / "pid"
+
+
+def test_podman_service_sets_docker_host_for_the_block_and_stops_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catsdogs.pipelines import docker_runner
+
+    pid_file = fake_podman(tmp_path, monkeypatch)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://before:2375")
+    socket = tmp_path / "podman.sock"
+    with docker_runner.podman_service(socket) as url:
+        assert url == f"unix://{socket}" and os.environ["DOCKER_HOST"] == url
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)  # running
+    assert os.environ["DOCKER_HOST"] == "tcp://before:2375"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_podman_service_that_does_not_start_is_a_settings_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catsdogs.components.common.errors import SettingsError
+    from catsdogs.pipelines import docker_runner
+
+    fake_podman(tmp_path, monkeypatch, fail=True)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    with pytest.raises(SettingsError, match="did not start.*exit status 3"):
+        with docker_runner.podman_service(tmp_path / "podman.sock", timeout_s=10):
+            pass
+    assert "DOCKER_HOST" not in os.environ
+
+
+def test_no_docker_api_is_a_settings_error_naming_docker_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("docker")
+    from catsdogs.components.common.errors import SettingsError
+    from catsdogs.pipelines import docker_runner
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    with pytest.raises(SettingsError, match="No Docker API answers at unix://.*nothing.sock"):
+        with docker_runner.docker_api():
+            pass
+
+
+def test_local_paths_are_mounted_at_the_same_path(tmp_path: Path) -> None:
+    pytest.importorskip("docker")
+    from catsdogs.pipelines import docker_runner
+    from catsdogs.pipelines.local_run import RunParameters
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    champion = tmp_path / "champion"
+    parameters = RunParameters(
+        source=str(photos),
+        weights="imagenet",
+        champion_uri=str(champion),
+        checkpoint_root="gs://bucket/checkpoints",
+    )
+    mounts = {m["Target"]: m for m in docker_runner.mounts(parameters)}
+    assert set(mounts) == {str(photos), str(champion)}
+    assert mounts[str(photos)]["Source"] == str(photos) and mounts[str(photos)]["ReadOnly"]
+    assert not mounts[str(champion)]["ReadOnly"]
+    # The image's user (uid 1000, group 0) writes the champion: the folder exists, group-writable.
+    assert champion.is_dir() and champion.stat().st_mode & 0o070 == 0o070
+
+
+def test_check_image_refuses_tasks_from_another_image() -> None:
+    from catsdogs.components.common import config
+    from catsdogs.pipelines import docker_runner
+    from catsdogs.pipelines.pipeline import PipelineOptions, build_pipeline
+
+    pipeline = build_pipeline(PipelineOptions(local=True))
+    docker_runner.check_image(pipeline, config.image())
+    with pytest.raises(RuntimeError, match="not 'localhost/other:1'"):
+        docker_runner.check_image(pipeline, "localhost/other:1")
+
+
+def test_run_local_refuses_an_unknown_runner(tmp_path: Path) -> None:
+    from catsdogs.components.common.errors import SettingsError
+    from catsdogs.pipelines.local_run import RunParameters, run_local
+
+    with pytest.raises(SettingsError, match="runner must be one of subprocess, docker, got 'k8s'"):
+        run_local(RunParameters(source=str(tmp_path)), tmp_path / "out", runner="k8s")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_task_container_is_removed_only_after_its_status_is_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from catsdogs.pipelines import docker_runner
+
+    events: list[str] = []
+
+    class Container:
+        def logs(self, stream: bool, follow: bool) -> list[bytes]:
+            events.append("logs")
+            return [b"task output\n"]
+
+        def wait(self) -> dict[str, int]:
+            events.append("wait")
+            return {"StatusCode": 3}
+
+        def remove(self, force: bool) -> None:
+            events.append("remove")
+
+    class Containers:
+        def run(self, **kwargs: object) -> Container:
+            assert "auto_remove" not in kwargs and kwargs["network_mode"] == "none"
+            return Container()
+
+    class Client:
+        containers = Containers()
+
+    status = docker_runner._run_container(
+        Client(), "localhost/catsdogs:1", ["sh"], {}, network_mode="none"
+    )
+    assert status == 3 and events == ["logs", "wait", "remove"]
+    assert "task output" in capsys.readouterr().out
