@@ -7,7 +7,7 @@ SHARED ?= ../shared
 OUT ?= out
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format bench accuracy run compile submit-pipeline schedule golden images image-test clean
+.PHONY: help install test test-fast lint format bench accuracy run run-smoke compile submit-pipeline schedule golden images image-test clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -42,13 +42,22 @@ BENCH_MIN_IMAGES ?= 4000
 bench-prepare: ## prepare_dataset validation images/s vs a 1-core Pillow decode baseline (../shared original-size)
 	$(BIN)/python benchmarks/bench_prepare.py --source $(SHARED)/data/dogs-vs-cats/original-size --min-images $(BENCH_MIN_IMAGES)
 
-.PHONY: bench-scratch accuracy-scratch
+.PHONY: bench-scratch accuracy-scratch accuracy-gpu
 bench: bench-scratch
 accuracy: accuracy-scratch
 ACCURACY_SCRATCH_EPOCHS ?= 100
 
 bench-scratch: ## train_scratch: tf.data+augmentation images/s and one epoch vs the seed's ImageDataGenerator (2000 train images)
 	$(BIN)/python benchmarks/bench_scratch.py --source $(SHARED)/data/dogs-vs-cats/train-6000
+
+.PHONY: bench-gpu
+SMOKE ?=
+
+bench-gpu: ## One GPU run: VGG16 features of 25,000 images, the seed's CNN (1 and 100 epochs), input vs device, vs ImageDataGenerator (SMOKE=1: tiny, CPU)
+	mkdir -p $(OUT) && $(BIN)/python benchmarks/bench_gpu.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --weights $(VGG16_FILE) --output $(OUT)/bench-gpu.json $(if $(SMOKE),--smoke)
+
+accuracy-gpu: ## the whole issue-14 accuracy table (test + new data, Wilson CI), ~10 min on one H200; SMOKE=1: CPU smoke
+	$(BIN)/python benchmarks/accuracy_gpu.py
 
 accuracy-scratch: ## train_scratch on the 1000/500/500 split of train-6000, test accuracy (ACCURACY_SCRATCH_EPOCHS=100; resumable)
 	$(BIN)/python benchmarks/accuracy_scratch.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --epochs $(ACCURACY_SCRATCH_EPOCHS)
@@ -72,6 +81,12 @@ bench-transfer: ## train_transfer features mode vs the seed's frozen-VGG16 recip
 accuracy-transfer: ## train_transfer test accuracy per mode + MobileNetV2 features (TRANSFER_RUNS=, ACCURACY_TRANSFER_EPOCHS=30; resumable)
 	$(BIN)/python benchmarks/accuracy_transfer.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --runs $(TRANSFER_RUNS) --epochs $(ACCURACY_TRANSFER_EPOCHS) --fine-tune-epochs $(ACCURACY_FINE_TUNE_EPOCHS) --vgg16-weights $(SHARED)/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 --mobilenet-v2-weights $(SHARED)/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 
+.PHONY: bench-serve
+bench: bench-serve
+
+bench-serve: ## catsdogs serve on 127.0.0.1: requests/s, p50/p99 on real photos vs catsdogs predict (~1 min)
+	$(BIN)/python benchmarks/bench_serve.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --seconds 20
+
 # ----------------------------------------------------------------------------- images
 # The image reference has one source: DEFAULT_IMAGE in components/common/config.py
 # (registry/name:tag). REGISTRY and TAG override its parts; the pipeline compiles against the result
@@ -93,34 +108,46 @@ images: ## Build and push the GPU image (REGISTRY=, TAG=, ENGINE=docker|podman, 
 	$(ENGINE) push $(IMAGE)
 	@echo "Pushed $(IMAGE). Compile and run against it with: export CATSDOGS_IMAGE=$(IMAGE)"
 
-image-test: ## Build images/Dockerfile with podman here (local base, CPU TensorFlow) and run the CLI in it
+image-test: ## Build images/Dockerfile with podman here (local base, CPU TensorFlow); run the CLI and the whole pipeline in it
 	SHARED=$(abspath $(SHARED)) images/image-test.sh all
 
 # ----------------------------------------------------------------------------- pipeline
-# `make run`: the whole pipeline on this machine (kfp.local) on 200 real photos from ../shared.
+# `make run`: the whole pipeline on this machine (kfp.local) on the shared photos, with `catsdogs
+# run`'s defaults: the book's split (1000/500/500 per class), 8 scratch epochs (a CPU budget),
+# VGG16 features mode (the backbone runs once; each head epoch takes under a second).
+# TRAIN_PER_CLASS=, VAL_PER_CLASS=, TEST_PER_CLASS=, SCRATCH_EPOCHS=, TRANSFER_EPOCHS=, TRAINERS=
+# override them. `make run-smoke` (or SMOKE=1): the same graph on 80 photos in about a minute.
 SOURCE ?= $(SHARED)/data/dogs-vs-cats/train-6000
-TRAIN_PER_CLASS ?= 50
-VAL_PER_CLASS ?= 25
-TEST_PER_CLASS ?= 25
-SCRATCH_EPOCHS ?= 5
-# Transfer runs in features mode: the backbone runs once; each head epoch takes under a second.
-TRANSFER_EPOCHS ?= 30
-TRAINERS ?= both
 VGG16_FILE := $(SHARED)/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
 WEIGHTS ?= $(if $(wildcard $(VGG16_FILE)),$(abspath $(VGG16_FILE)),imagenet)
-CHAMPION_URI ?=
-RUN_ARGS = --train-per-class $(TRAIN_PER_CLASS) --val-per-class $(VAL_PER_CLASS) \
-	--test-per-class $(TEST_PER_CLASS) --scratch-epochs $(SCRATCH_EPOCHS) \
-	--transfer-epochs $(TRANSFER_EPOCHS) --trainers $(TRAINERS) --champion-uri "$(CHAMPION_URI)"
+SMOKE ?=
+RUN_OUTPUT ?= $(OUT)/$(if $(SMOKE),run-smoke,run)
+CHAMPION_URI ?= $(RUN_OUTPUT)/champion
+SMOKE_ARGS = --train-per-class 20 --val-per-class 10 --test-per-class 10 --scratch-epochs 1 \
+	--transfer-epochs 5
+RUN_ARGS = $(if $(SMOKE),$(SMOKE_ARGS)) $(call given,TRAIN_PER_CLASS,--train-per-class) \
+	$(call given,VAL_PER_CLASS,--val-per-class) $(call given,TEST_PER_CLASS,--test-per-class) \
+	$(call given,SCRATCH_EPOCHS,--scratch-epochs) $(call given,TRANSFER_EPOCHS,--transfer-epochs) \
+	$(call given,TRAINERS,--trainers)
 # Cluster: compile options, KFP endpoint (or KFP_HOST in the environment), schedule.
 PIPELINE_FILE ?= $(OUT)/pipeline.yaml
 ACCELERATOR_TYPE ?= nvidia.com/gpu
 ACCELERATOR_COUNT ?= 1
 NODE_SELECTOR ?=
 TOLERATION ?=
+# Argo counts a task's retry window from its first attempt: 24 h outlasts a pre-empted training run.
+BACKOFF_MAX_DURATION ?= 86400s
 EXPERIMENT ?= catsdogs
 CRON ?= 0 3 * * 1
-CLUSTER_ARGS = --package $(PIPELINE_FILE) --experiment $(EXPERIMENT) $(if $(KFP_HOST),--host $(KFP_HOST))
+# Where the run's artifacts go (gs://, s3:// or minio://; empty: the server's default root) and the
+# service account of its pods (empty: the profile's default-editor or the cluster's default).
+PIPELINE_ROOT ?=
+SERVICE_ACCOUNT ?=
+# The namespace Kubeflow Pipelines itself runs in; your profile namespace is KFP_NAMESPACE.
+KFP_SYSTEM_NAMESPACE ?= kubeflow
+CLUSTER_ARGS = --package $(PIPELINE_FILE) --experiment $(EXPERIMENT) $(if $(KFP_HOST),--host $(KFP_HOST)) \
+	--kfp-namespace $(KFP_SYSTEM_NAMESPACE) $(if $(PIPELINE_ROOT),--pipeline-root "$(PIPELINE_ROOT)") \
+	$(if $(SERVICE_ACCOUNT),--service-account "$(SERVICE_ACCOUNT)")
 # Cluster runs use the pipeline's own defaults (1000/500/500 per class, 100/30 epochs) for every
 # parameter not set on the command line or in the environment.
 given = $(if $(filter command line environment,$(origin $(1))),$(2) "$($(1))")
@@ -130,19 +157,22 @@ CLUSTER_PARAMS = $(call given,TRAIN_PER_CLASS,--train-per-class) \
 	$(call given,TRAINERS,--trainers) $(call given,WEIGHTS,--weights) \
 	$(call given,CHAMPION_URI,--champion-uri) $(call given,CHECKPOINT_ROOT,--checkpoint-root)
 
-run: ## Run the whole pipeline locally with kfp.local (SOURCE=, TRAIN_PER_CLASS=, SCRATCH_EPOCHS=, ...)
-	nice -n 10 $(BIN)/catsdogs run --source "$(SOURCE)" --output $(OUT)/run $(RUN_ARGS) \
-		--weights "$(WEIGHTS)"
+run: ## The main job: the whole pipeline locally (kfp.local), 1000/500/500 photos per class, ~10 min on 2 cores
+	nice -n 10 $(BIN)/catsdogs run --source "$(SOURCE)" --output $(RUN_OUTPUT) $(RUN_ARGS) \
+		--weights "$(WEIGHTS)" --champion-uri "$(CHAMPION_URI)"
 
-compile: ## Compile the pipeline for a cluster (ACCELERATOR_TYPE=, ACCELERATOR_COUNT=, NODE_SELECTOR=k=v, TOLERATION=)
+run-smoke: ## The same graph on 80 photos in about a minute (wiring check, not a result; = make run SMOKE=1)
+	$(MAKE) --no-print-directory run SMOKE=1
+
+compile: ## Compile the pipeline for a cluster (ACCELERATOR_TYPE=nvidia.com/gpu, NODE_SELECTOR=cloud.google.com/gke-accelerator=nvidia-l4, TOLERATION=, BACKOFF_MAX_DURATION=)
 	$(BIN)/catsdogs compile --output $(PIPELINE_FILE) --accelerator-type "$(ACCELERATOR_TYPE)" \
 		--accelerator-count $(ACCELERATOR_COUNT) $(if $(NODE_SELECTOR),--node-selector "$(NODE_SELECTOR)") \
-		$(if $(TOLERATION),--toleration "$(TOLERATION)")
+		$(if $(TOLERATION),--toleration "$(TOLERATION)") --backoff-max-duration "$(BACKOFF_MAX_DURATION)"
 
-submit-pipeline: compile ## Upload the pipeline (new version if it exists) and start a run (SOURCE=gs://..., KFP_HOST=)
+submit-pipeline: compile ## Upload the pipeline (new version if it exists) and start a run (SOURCE=gs://..., KFP_HOST=, PIPELINE_ROOT=, SERVICE_ACCOUNT=)
 	$(BIN)/catsdogs submit --source "$(SOURCE)" $(CLUSTER_ARGS) $(CLUSTER_PARAMS)
 
-schedule: compile ## Create a recurring run (CRON='0 3 * * 1', SOURCE=gs://..., KFP_HOST=)
+schedule: compile ## Create or replace the recurring run of that name (CRON='0 3 * * 1', SOURCE=gs://..., KFP_HOST=, PIPELINE_ROOT=, SERVICE_ACCOUNT=)
 	$(BIN)/catsdogs schedule create --source "$(SOURCE)" --cron "$(CRON)" $(CLUSTER_ARGS) $(CLUSTER_PARAMS)
 
 golden: ## Regenerate tests/golden/pipeline.yaml after an intended pipeline change (review the diff)

@@ -23,7 +23,12 @@ branches).
 
 Everything that trains, extracts features, evaluates or renders requests GPUs, CPU and memory and
 retries with backoff (spot preemption); trainers get ``require_gpu=True`` so a pod scheduled without
-a GPU fails at once. :class:`PipelineOptions` with ``local=True`` leaves all of that out, for
+a GPU fails at once. The backend turns the retry policy into Argo's ``retryStrategy.backoff``, whose
+``maxDuration`` counts from the first attempt: the SDK's default of 3600s would never retry a
+trainer pre-empted after an hour, so the maximum defaults to 24 h (``backoff_max_duration``), and
+the factor is a whole number because Argo parses it as one. The accelerator type is written by the
+driver verbatim as a pod resource limit, so it must be a Kubernetes resource name
+(``nvidia.com/gpu``); the GPU model is chosen with a node selector. :class:`PipelineOptions` with ``local=True`` leaves all of that out, for
 ``kfp.local`` on a laptop (see ``pipelines/local_run.py``).
 
 kfp is imported inside functions (house rule: importing this module stays cheap). No
@@ -45,6 +50,12 @@ TRAINERS = ("both", "scratch", "transfer")
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|K|M|G|T|Ki|Mi|Gi|Ti)?$")
 _LABEL = re.compile(r"^([a-zA-Z0-9.-]+/)?[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$")
+# A Kubernetes extended resource name, ``domain/name`` (the driver writes it verbatim as a limit).
+_RESOURCE = re.compile(
+    r"^(?=.{1,253}/)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+    r"/[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$"
+)
+_SECONDS = re.compile(r"^[0-9]+s$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +120,18 @@ class PipelineOptions:
     tolerations: tuple[Toleration, ...] = ()
     retries: int = 3
     backoff_duration: str = "60s"
-    backoff_factor: float = 2.0
+    backoff_factor: int = 2
+    backoff_max_duration: str = "86400s"
     local: bool = False
 
     def __post_init__(self) -> None:
-        if not self.accelerator_type.strip():
+        domain = self.accelerator_type.partition("/")[0]
+        if not _RESOURCE.match(self.accelerator_type) or domain.endswith("kubernetes.io"):
             raise SettingsError(
-                "accelerator_type must name an accelerator (e.g. nvidia.com/gpu, NVIDIA_L4), "
-                "got ''."
+                f"accelerator_type must be a Kubernetes extended resource name (domain/name, e.g. "
+                f"nvidia.com/gpu or amd.com/gpu), got {self.accelerator_type!r}; keep "
+                "nvidia.com/gpu and pick the GPU model with --node-selector "
+                "cloud.google.com/gke-accelerator=nvidia-l4."
             )
         if not 1 <= self.accelerator_count <= 16:
             raise SettingsError(
@@ -130,11 +145,18 @@ class PipelineOptions:
                 )
         if not 0 <= self.retries <= 10:
             raise SettingsError(f"retries must be between 0 and 10, got {self.retries}.")
-        if not re.match(r"^[0-9]+s$", self.backoff_duration):
+        for name in ("backoff_duration", "backoff_max_duration"):
+            if not _SECONDS.match(getattr(self, name)):
+                raise SettingsError(
+                    f"{name} must be whole seconds like 60s, got {getattr(self, name)!r}."
+                )
+        # Argo parses the factor as an integer (retryStrategy.backoff.factor).
+        if isinstance(self.backoff_factor, bool) or not isinstance(self.backoff_factor, int):
             raise SettingsError(
-                f"backoff_duration must be whole seconds like 60s, got {self.backoff_duration!r}."
+                f"backoff_factor must be a whole number (Argo reads it as one), "
+                f"got {self.backoff_factor!r}."
             )
-        if not 1.0 <= self.backoff_factor <= 10.0:
+        if not 1 <= self.backoff_factor <= 10:
             raise SettingsError(
                 f"backoff_factor must be between 1 and 10, got {self.backoff_factor}."
             )
@@ -192,6 +214,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
             num_retries=opts.retries,
             backoff_duration=opts.backoff_duration,
             backoff_factor=opts.backoff_factor,
+            backoff_max_duration=opts.backoff_max_duration,
         )
         for label, value in opts.node_selector:
             kubernetes.add_node_selector(task, label_key=label, label_value=value)
@@ -321,6 +344,30 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
         margin: float = default["margin"],
         checkpoint_root: str = default["checkpoint_root"],
     ) -> None:
+        """Dogs vs cats: prepare, train from scratch and by transfer, evaluate, render.
+
+        Args:
+            source: The photos: a gs:// prefix or an https:// URL of a .zip/.tar (cats and dogs
+                as <class>.<id>.jpg files or <class>/ subfolders).
+            train_per_class: Training images per class.
+            val_per_class: Validation images per class.
+            test_per_class: Test images per class (the evaluation's held-out split).
+            seed: Seed of the split and of both trainers.
+            trainers: Which trainers run: both (the better model is rendered and promoted),
+                scratch or transfer.
+            scratch_epochs: Epochs of the CNN trained from scratch.
+            transfer_epochs: Epochs of the transfer model's head.
+            batch_size: Batch size of both trainers.
+            learning_rate: Learning rate of the CNN trained from scratch.
+            backbone: keras.applications backbone of the transfer model (vgg16, mobilenet_v2, ...).
+            weights: Backbone weights: imagenet (baked into the image) or a gs:// .h5 file.
+            transfer_mode: features (backbone run once, head trained on cached features), frozen
+                or fine-tune.
+            champion_uri: gs:// folder of the champion model; empty skips the champion gate.
+            margin: Test accuracy a challenger must beat the champion by to be promoted.
+            checkpoint_root: gs:// prefix for per-epoch checkpoints, so that a retried
+                (pre-empted) trainer resumes; empty: no checkpoints.
+        """
         fingerprint = named(
             fingerprint_op(source=source, trainers=trainers), "fingerprint source"
         ).set_caching_options(enable_caching=False)

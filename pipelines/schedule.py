@@ -3,6 +3,11 @@
 KFP's cron has six fields, seconds first (``0 0 3 * * *`` = 03:00 every day). The usual five-field
 form (``0 3 * * *``) is accepted and converted by prepending ``0`` seconds; six fields pass as they
 are; ``@daily``-style descriptors and ``@every 12h`` pass too. Each field is checked against its range.
+
+Creating is idempotent by name: a recurring run is created, then every older recurring run of the
+same name in the namespace is deleted, so ``make schedule`` twice leaves one schedule, on the newest
+pipeline version (the old schedules' past runs stay). Created first, deleted second: when the
+server refuses the new one, the old one keeps running.
 """
 
 from __future__ import annotations
@@ -10,20 +15,19 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from catsdogs.components.common.errors import SettingsError
 from catsdogs.pipelines.submit import (
+    Server,
+    Session,
     Target,
-    check_remote_source,
-    connect,
+    check_cluster_arguments,
     experiment_id,
+    open_session,
     refused_as_kfp_error,
     upload,
 )
-
-if TYPE_CHECKING:
-    import kfp
 
 _MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
 _DAYS = "SUN MON TUE WED THU FRI SAT".split()
@@ -126,6 +130,16 @@ class Schedule:
     no_catchup: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class Created:
+    """A created recurring run, the ids of the same-named ones it replaced, and the server."""
+
+    recurring_run_id: str
+    cron: str
+    replaced: tuple[str, ...]
+    server: Server
+
+
 def create(
     package: str | Path,
     target: Target,
@@ -134,12 +148,12 @@ def create(
     name: str = DEFAULT_NAME,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     no_catchup: bool = True,
-) -> tuple[str, str]:
-    """Upload the pipeline (new version if it exists) and create a recurring run of it.
+) -> Created:
+    """Upload the pipeline (new version if it exists) and create a recurring run, replacing any of that name.
 
     Args:
         package: The compiled pipeline YAML.
-        target: Where and under which names.
+        target: Where, under which names, with which pipeline root and service account.
         arguments: Pipeline parameters for every scheduled run.
         cron: Five- or six-field cron (converted with :func:`to_kfp_cron`).
         name: The recurring run's display name.
@@ -147,22 +161,24 @@ def create(
         no_catchup: When paused or behind, start only the latest missed run, not all of them.
 
     Returns:
-        The recurring run id and the six-field cron it uses.
+        The recurring run id, the six-field cron it uses and the replaced recurring runs' ids.
 
     Raises:
-        SettingsError: The cron expression or max_concurrency is invalid.
+        SettingsError: The cron expression or max_concurrency is invalid, the champion,
+            checkpoint root or weights is a local path, or no namespace on a multi-user server.
         SourceError: The source is a local path the cluster cannot read.
-        KfpError: KFP could not be reached or refused a request.
+        KfpError: KFP could not be reached or refused a request (with the server's message).
     """
     kfp_cron = to_kfp_cron(cron)
     if not 1 <= max_concurrency <= 10:
         raise SettingsError(f"max_concurrency must be between 1 and 10, got {max_concurrency}.")
-    check_remote_source(arguments)
-    client = connect(target)
+    check_cluster_arguments(arguments)
+    session = open_session(target)
     with refused_as_kfp_error():
-        uploaded = upload(client, package, target)
-        experiment = experiment_id(client, target)
-        recurring = client.create_recurring_run(
+        uploaded = upload(session, package, target)
+        experiment = experiment_id(session, target)
+        older = [item.recurring_run_id for item in list_schedules(session) if item.name == name]
+        recurring = session.client.create_recurring_run(
             experiment_id=experiment,
             job_name=name,
             description=f"Scheduled retraining ({kfp_cron}), version {uploaded.version_name}.",
@@ -173,8 +189,12 @@ def create(
             pipeline_id=uploaded.pipeline_id,
             version_id=uploaded.version_id,
             enabled=True,
+            pipeline_root=target.pipeline_root,
+            service_account=target.service_account,
         )
-    return str(recurring.recurring_run_id), kfp_cron
+        for recurring_run_id in older:
+            session.client.delete_recurring_run(recurring_run_id)
+    return Created(str(recurring.recurring_run_id), kfp_cron, tuple(older), session.server)
 
 
 def _as_schedule(item: Any) -> Schedule:
@@ -190,14 +210,14 @@ def _as_schedule(item: Any) -> Schedule:
     )
 
 
-def list_schedules(client: kfp.Client, target: Target) -> list[Schedule]:
-    """Every recurring run in the target's namespace (all pages)."""
+def list_schedules(session: Session) -> list[Schedule]:
+    """Every recurring run in the session's namespace (all pages)."""
     schedules: list[Schedule] = []
     token = ""
     while True:
         with refused_as_kfp_error():
-            page = client.list_recurring_runs(
-                page_token=token, page_size=100, namespace=target.namespace
+            page = session.client.list_recurring_runs(
+                page_token=token, page_size=100, namespace=session.namespace
             )
         schedules.extend(_as_schedule(item) for item in page.recurring_runs or [])
         token = page.next_page_token or ""
@@ -205,7 +225,7 @@ def list_schedules(client: kfp.Client, target: Target) -> list[Schedule]:
             return schedules
 
 
-def delete(client: kfp.Client, recurring_run_id: str) -> None:
+def delete(session: Session, recurring_run_id: str) -> None:
     """Delete one recurring run by id (its past runs stay)."""
     with refused_as_kfp_error():
-        client.delete_recurring_run(recurring_run_id)
+        session.client.delete_recurring_run(recurring_run_id)

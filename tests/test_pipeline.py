@@ -96,6 +96,9 @@ def test_gpu_tasks_request_one_gpu_cpu_memory_and_retry(compiled: Path) -> None:
             assert policy["maxRetryCount"] == 3
             assert policy["backoffDuration"] == "60s"
             assert policy["backoffFactor"] == 2.0
+            # Argo counts the maximum from the first attempt and parses the factor as an integer.
+            assert int(policy["backoffMaxDuration"].removesuffix("s")) >= 24 * 3600
+            assert float(policy["backoffFactor"]).is_integer()
     for container in executors_of(spec, "prepare-dataset"):
         assert "accelerator" not in container.get("resources", {})
         assert container["resources"]["resourceMemoryRequest"] == "8G"
@@ -107,7 +110,7 @@ def test_gpu_tasks_request_one_gpu_cpu_memory_and_retry(compiled: Path) -> None:
 
 def test_accelerator_node_selector_and_toleration_are_overridable(tmp_path: Path) -> None:
     options = PipelineOptions(
-        accelerator_type="NVIDIA_L4",
+        accelerator_type="amd.com/gpu",
         accelerator_count=2,
         node_selector=parse_node_selector(["cloud.google.com/gke-accelerator=nvidia-l4"]),
         tolerations=(Toleration.parse("nvidia.com/gpu=present:NoSchedule"),),
@@ -115,7 +118,7 @@ def test_accelerator_node_selector_and_toleration_are_overridable(tmp_path: Path
     )
     spec, platform = load(compile_pipeline(tmp_path / "p.yaml", options))
     for container in executors_of(spec, "train-transfer"):
-        assert container["resources"]["accelerator"]["resourceType"] == "NVIDIA_L4"
+        assert container["resources"]["accelerator"]["resourceType"] == "amd.com/gpu"
         assert str(container["resources"]["accelerator"]["resourceCount"]) == "2"
     assert all(t["retryPolicy"]["maxRetryCount"] == 1 for t in tasks_of(spec, "evaluate"))
     gpu_execs = [n for n in platform["executors"] if n.startswith("exec-render-activations")]
@@ -180,7 +183,7 @@ def test_compile_cli_writes_overrides(tmp_path: Path) -> None:
             "--output",
             str(out),
             "--accelerator-type",
-            "NVIDIA_TESLA_T4",
+            "nvidia.com/mig-1g.10gb",
             "--node-selector",
             "pool=gpu",
             "--toleration",
@@ -190,7 +193,7 @@ def test_compile_cli_writes_overrides(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     spec, platform = load(out)
     assert executors_of(spec, "train-scratch")[0]["resources"]["accelerator"]["resourceType"] == (
-        "NVIDIA_TESLA_T4"
+        "nvidia.com/mig-1g.10gb"
     )
     kube = platform["executors"]["exec-train-scratch"]
     assert kube["tolerations"] == [
@@ -303,7 +306,7 @@ def test_compile_cli_defaults_equal_options_defaults() -> None:
 
     params = inspect.signature(cli.compile_command).parameters
     defaults = PipelineOptions()
-    for name in ("accelerator_type", "accelerator_count", "retries"):
+    for name in ("accelerator_type", "accelerator_count", "retries", "backoff_max_duration"):
         assert params[name].default == getattr(defaults, name), name
 
 
@@ -338,3 +341,54 @@ def test_component_literals_equal_the_settings() -> None:
         for name, literal in literals.items():
             value = as_setting.get(name, lambda x: x)(literal)
             assert value == fields[name], (component.name, name)
+
+
+@pytest.mark.parametrize(
+    "accelerator", ["NVIDIA_L4", "NVIDIA_TESLA_T4", "gpu", "Nvidia.com/gpu", "nvidia.com/", ""]
+)
+def test_accelerator_must_be_a_kubernetes_resource_name(accelerator: str) -> None:
+    # The driver writes the type verbatim as a pod limit: Kubernetes refuses anything else.
+    with pytest.raises(ValueError, match="Kubernetes extended resource name") as error:
+        PipelineOptions(accelerator_type=accelerator)
+    assert "nvidia.com/gpu" in str(error.value)
+    assert "--node-selector cloud.google.com/gke-accelerator=nvidia-l4" in str(error.value)
+
+
+@pytest.mark.parametrize("accelerator", ["nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915"])
+def test_kubernetes_resource_names_are_accepted(accelerator: str) -> None:
+    assert PipelineOptions(accelerator_type=accelerator).accelerator_type == accelerator
+
+
+def test_compile_cli_refuses_a_gpu_model_as_accelerator(tmp_path: Path) -> None:
+    out = tmp_path / "p.yaml"
+    result = CliRunner().invoke(
+        app, ["compile", "--output", str(out), "--accelerator-type", "NVIDIA_L4"]
+    )
+    assert result.exit_code == 2
+    assert "nvidia.com/gpu" in result.output
+    assert "cloud.google.com/gke-accelerator=nvidia-l4" in result.output
+    assert not out.exists()
+
+
+def test_retry_window_is_a_compile_option_and_the_factor_a_whole_number(tmp_path: Path) -> None:
+    out = tmp_path / "p.yaml"
+    result = CliRunner().invoke(
+        app, ["compile", "--output", str(out), "--backoff-max-duration", "172800s"]
+    )
+    assert result.exit_code == 0, result.output
+    spec, _ = load(out)
+    for task in tasks_of(spec, "train-transfer"):
+        assert task["retryPolicy"]["backoffMaxDuration"] == "172800s"
+    with pytest.raises(ValueError, match="backoff_factor must be a whole number"):
+        PipelineOptions(backoff_factor=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backoff_max_duration must be whole seconds"):
+        PipelineOptions(backoff_max_duration="1 day")
+
+
+def test_every_root_parameter_has_a_description(compiled: Path) -> None:
+    """The KFP UI's run form shows these; they come from the pipeline's docstring."""
+    spec, _ = load(compiled)
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    missing = [name for name, p in parameters.items() if not p.get("description", "").strip()]
+    assert missing == []
+    assert "gs://" in parameters["champion_uri"]["description"]

@@ -15,6 +15,7 @@ from catsdogs.components.render_activations import core, layers, pictures
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.conftest import TRAIN_6000, VGG16_WEIGHTS, needs
 from tests.tiny_models import flat_model, nested_model, save_model_dir, write_jpeg
 
 
@@ -159,6 +160,7 @@ def test_wrapper_writes_html(tmp_path, tiny_dataset, model_dirs):
         model=dsl.Model(uri=model_dirs["nested"], name="model"),
         data=dsl.Dataset(uri=data, name="data"),
         report=report,
+        pictures=dsl.Artifact(uri=str(tmp_path / "pictures"), name="pictures"),
         layer="vgg16/block1_pool",
         channels="1,2",
     )
@@ -206,3 +208,69 @@ def test_large_maps_are_shrunk_in_the_grid():
     activation = np.random.default_rng(0).uniform(size=(150, 150, 20))
     grid = pictures.channel_grid(activation, columns=16, max_cell=96)
     assert grid.shape == (2 * 96 + 1, 16 * 96 + 15, 3)
+
+
+def test_fit_jpegs_shares_the_budget_small_first_and_leaves_out_what_cannot_fit():
+    rng = np.random.default_rng(0)
+    noise = {f"n{i}": rng.integers(0, 255, (400, 400, 3), dtype=np.uint8) for i in range(3)}
+    flat = {"flat": np.full((50, 50, 3), 128, np.uint8)}
+    whole = {k: len(core.images.jpeg_bytes(v)) for k, v in {**noise, **flat}.items()}
+    budget = whole["flat"] + sum(whole[k] for k in noise) // 4
+    fitted = pictures.fit_jpegs({**noise, **flat}, budget)
+    assert sum(map(len, fitted.values())) <= budget
+    assert fitted["flat"] == core.images.jpeg_bytes(flat["flat"])  # small: whole
+    assert all(_size(fitted[k])[0] < 400 for k in noise)  # large: shrunk
+    assert pictures.fit_jpegs(noise, 100) == {}  # nothing fits: all left out
+
+
+def test_page_stays_within_its_budget_and_files_keep_full_resolution(
+    tmp_path, tiny_dataset, model_dirs
+):
+    data = tiny_dataset(per_class=2, size=64)
+    full = core.render(model_dirs["nested"], str(tmp_path / "full"), data_uri=data)
+    big = (tmp_path / "full" / "index.html").stat().st_size
+    out = tmp_path / "small"
+    config = core.RenderConfig(page_bytes=60_000)
+    small = core.render(model_dirs["nested"], str(out), data_uri=data, config=config)
+    assert big > 60_000, "the test needs a page over the budget"
+    page = (out / "index.html").read_text()
+    assert len(page.encode()) <= 60_000
+    assert small.files == full.files
+    for name in small.files[:-1]:  # the PNGs are the same full-resolution files
+        assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
+    with pytest.raises(ValueError, match="page_bytes must be >= 50000"):
+        core.RenderConfig(page_bytes=1000)
+
+
+@needs(VGG16_WEIGHTS)
+@needs(TRAIN_6000)
+def test_vgg16_report_of_render_data_defaults_is_under_3_mb(tmp_path):
+    """The KFP UI loads the HTML artifact whole: the real VGG16 with default settings fits 3 MB."""
+    import shutil
+
+    from catsdogs.cli.app import app
+    from catsdogs.components.prepare_dataset import core as prepare
+    from catsdogs.components.prepare_dataset.settings import PrepareConfig
+    from catsdogs.components.train_transfer import core as transfer
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for label in ("cat", "dog"):
+        for number in range(4):
+            shutil.copy(TRAIN_6000 / f"{label}.{number}.jpg", photos)
+    data = str(tmp_path / "data")
+    split = PrepareConfig(train_per_class=1, val_per_class=1, test_per_class=2)
+    prepare.prepare(str(photos), data, split, progress=False)
+    settings = transfer.TransferSettings(weights=str(VGG16_WEIGHTS))
+    backbone, _ = transfer.load_backbone(settings)
+    model = save_model_dir(transfer.build_model(backbone, settings, augment=False), tmp_path / "m")
+    out = tmp_path / "render"
+    result = CliRunner().invoke(
+        app, ["render", "--model", model, "--output", str(out), "--data", data]
+    )
+    assert result.exit_code == 0, result.output
+    page = (out / "index.html").read_bytes()
+    assert len(page) < 3_000_000
+    grids = sorted(out.glob("*/layers/*.png"))
+    assert len(grids) == 4 * 19  # 4 test images; VGG16's preprocessing, 13 conv and 5 pool layers
+    assert len(_embedded_images(page.decode())) >= len(grids)  # every grid still on the page

@@ -1,4 +1,7 @@
-"""Cron conversion and `catsdogs schedule create|list|delete` against a recording KFP server."""
+"""Cron conversion and `catsdogs schedule create|list|delete` against a strict recording KFP server.
+
+The server tests run against a single-user and a multi-user server (profile namespace on the calls).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,21 @@ from pathlib import Path
 import pytest
 from catsdogs.cli.app import app
 from catsdogs.pipelines.schedule import to_kfp_cron
+from catsdogs.pipelines.submit import (
+    KfpError,
+    Target,
+    experiment_id,
+    open_session,
+    refused_as_kfp_error,
+    upload,
+)
 from typer.testing import CliRunner
 
-from tests.kfp_recording_server import RecordingServer
+from tests.kfp_recording_server import RecordingServer, cron_error
 
 GOLDEN = Path(__file__).parent / "golden" / "pipeline.yaml"
 SOURCE = "gs://catsdogs-data/raw/train-6000"
+PROFILE = "kubeflow-user-alice"
 
 
 @pytest.mark.parametrize(
@@ -58,13 +70,26 @@ def test_invalid_cron_is_rejected_with_the_reason(given: str, message: str) -> N
     assert message in str(error.value)
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[RecordingServer]:
+@pytest.fixture(params=["single-user", "multi-user"])
+def server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[RecordingServer]:
     for name in ("KFP_HOST", "KFP_NAMESPACE", "KFP_TOKEN", "KF_PIPELINES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    with RecordingServer() as recording:
+    with RecordingServer(multi_user=request.param == "multi-user") as recording:
         yield recording
+
+
+def profile(server: RecordingServer) -> list[str]:
+    """``--namespace PROFILE`` on a multi-user server, nothing on a single-user one."""
+    return ["--namespace", PROFILE] if server.state.multi_user else []
+
+
+def cli(server: RecordingServer, *args: str) -> object:
+    """``catsdogs schedule ARGS --host URL [--namespace PROFILE]``."""
+    command = ["schedule", *args, "--host", server.url, *profile(server)]
+    return CliRunner().invoke(app, command)
 
 
 def create(server: RecordingServer, *extra: str) -> object:
@@ -83,6 +108,7 @@ def create(server: RecordingServer, *extra: str) -> object:
             server.url,
             "--transfer-epochs",
             "5",
+            *profile(server),
             *extra,
         ],
     )
@@ -139,17 +165,104 @@ def test_invalid_cron_makes_no_call(server: RecordingServer) -> None:
 def test_list_and_delete(server: RecordingServer) -> None:
     assert create(server, "--name", "nightly").exit_code == 0
     (recurring_id,) = server.state.recurring_runs
-    listed = CliRunner().invoke(app, ["schedule", "list", "--host", server.url])
+    listed = cli(server, "list")
     assert listed.exit_code == 0, listed.output
     assert recurring_id in listed.output
     assert "nightly" in listed.output
     assert "cron='0 0 3 * * 1'" in listed.output
-    deleted = CliRunner().invoke(app, ["schedule", "delete", recurring_id, "--host", server.url])
+    deleted = cli(server, "delete", recurring_id)
     assert deleted.exit_code == 0, deleted.output
     assert server.state.calls_to("DELETE", f"/recurringruns/{recurring_id}")
     assert server.state.recurring_runs == {}
-    empty = CliRunner().invoke(app, ["schedule", "list", "--host", server.url])
+    empty = cli(server, "list")
     assert "No recurring runs." in empty.output
-    missing = CliRunner().invoke(app, ["schedule", "delete", "nope", "--host", server.url])
+    missing = cli(server, "delete", "nope")
     assert missing.exit_code == 2
     assert "HTTP 404" in missing.output
+    assert "Recurring run nope not found" in missing.output  # the server's own message
+
+
+def test_create_twice_with_one_name_replaces_the_schedule(server: RecordingServer) -> None:
+    first = create(server, "--name", "weekly")
+    assert first.exit_code == 0, first.output
+    (old_id,) = server.state.recurring_runs
+    second = create(server, "--name", "weekly")
+    assert second.exit_code == 0, second.output
+    assert f"Replaced recurring run {old_id}" in second.output
+    (new_id,) = server.state.recurring_runs
+    assert new_id != old_id
+    newest = server.state.calls_to("POST", "/pipelines/upload_version")[-1].query["name"]
+    assert newest in server.state.recurring_runs[new_id]["description"]
+    assert create(server, "--name", "nightly").exit_code == 0  # another name: a second schedule
+    assert len(server.state.recurring_runs) == 2
+
+
+def test_create_sends_pipeline_root_and_service_account_and_refuses_local_paths(
+    server: RecordingServer,
+) -> None:
+    result = create(
+        server, "--pipeline-root", "minio://mlpipeline/v2", "--service-account", "default-editor"
+    )
+    assert result.exit_code == 0, result.output
+    (call,) = server.state.calls_to("POST", "/recurringruns")
+    assert call.body["runtime_config"]["pipeline_root"] == "minio://mlpipeline/v2"
+    assert call.body["service_account"] == "default-editor"
+    calls = len(server.state.calls)
+    local = create(server, "--checkpoint-root", "checkpoints")
+    assert local.exit_code == 2
+    assert "checkpoint_root 'checkpoints' is a local path" in local.output
+    assert len(server.state.calls) == calls
+
+
+@pytest.mark.parametrize(
+    ("cron", "max_concurrency", "message"),
+    [
+        ("0 3 * * *", 11, "Max concurrency of a recurring run must be at least 1 and at most 10"),
+        ("0 0 3 * * * *", 1, "Expected 5 to 6 fields, found 7"),
+        ("0 0 25 * * *", 1, "End of range (25) above maximum (23)"),
+        ("@fortnightly", 1, "Unrecognized descriptor: @fortnightly"),
+    ],
+)
+def test_the_fake_server_refuses_cron_and_max_concurrency_like_the_real_one(
+    server: RecordingServer, cron: str, max_concurrency: int, message: str
+) -> None:
+    target = Target(host=server.url, namespace=PROFILE if server.state.multi_user else None)
+    session = open_session(target)
+    with refused_as_kfp_error():
+        uploaded = upload(session, GOLDEN, target)
+        experiment = experiment_id(session, target)
+    with pytest.raises(KfpError, match="HTTP 400") as error:
+        with refused_as_kfp_error():
+            session.client.create_recurring_run(
+                experiment_id=experiment,
+                job_name="direct",
+                cron_expression=cron,
+                max_concurrency=max_concurrency,
+                params={"source": SOURCE},
+                pipeline_id=uploaded.pipeline_id,
+                version_id=uploaded.version_id,
+            )
+    assert message in str(error.value)
+    assert server.state.recurring_runs == {}
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 0 3 * * 1", "0 3 * * 1", "0 */15 9-17 * * MON-FRI", "0 30 2 1,15 * ?", "@daily"]
+)
+def test_what_to_kfp_cron_sends_parses_on_the_server(cron: str) -> None:
+    assert cron_error(to_kfp_cron(cron)) is None
+
+
+def test_multi_user_calls_without_a_namespace_are_refused(server: RecordingServer) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    if not server.state.multi_user:
+        pytest.skip("a single-user server needs no namespace")
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"{server.url}/apis/v2beta1/recurringruns")
+    assert error.value.code == 400
+    assert "empty namespace in multi-user mode" in json.loads(error.value.read())["message"]
+    listed = CliRunner().invoke(app, ["schedule", "list", "--host", server.url])
+    assert listed.exit_code == 2 and "--namespace" in listed.output

@@ -1,4 +1,4 @@
-"""`catsdogs submit` against a recording KFP v2beta1 server on 127.0.0.1."""
+"""`catsdogs submit` against a strict recording KFP v2beta1 server, single- and multi-user."""
 
 from __future__ import annotations
 
@@ -9,25 +9,40 @@ from pathlib import Path
 
 import pytest
 from catsdogs.cli.app import app
-from catsdogs.pipelines.submit import KfpError, Target, connect
+from catsdogs.pipelines.submit import (
+    KfpError,
+    Target,
+    connect,
+    open_session,
+    refused_as_kfp_error,
+    upload,
+)
 from typer.testing import CliRunner
 
 from tests.kfp_recording_server import RecordingServer
 
 GOLDEN = Path(__file__).parent / "golden" / "pipeline.yaml"
 SOURCE = "gs://catsdogs-data/raw/train-6000"
+PROFILE = "kubeflow-user-alice"
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[RecordingServer]:
-    for name in ("KFP_HOST", "KFP_NAMESPACE", "KFP_TOKEN", "KF_PIPELINES_ENDPOINT"):
+@pytest.fixture(params=["single-user", "multi-user"])
+def server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[RecordingServer]:
+    for name in ("KFP_HOST", "KFP_NAMESPACE", "KFP_TOKEN", "KF_PIPELINES_ENDPOINT", "KUBECONFIG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # kfp.Client reads ~/.config/kfp/context.json
-    with RecordingServer() as recording:
+    with RecordingServer(multi_user=request.param == "multi-user") as recording:
         yield recording
 
 
-def submit(server: RecordingServer, *extra: str) -> object:
+def profile(server: RecordingServer) -> list[str]:
+    """``--namespace PROFILE`` on a multi-user server, nothing on a single-user one."""
+    return ["--namespace", PROFILE] if server.state.multi_user else []
+
+
+def submit(server: RecordingServer, *extra: str, package: Path = GOLDEN) -> object:
     return CliRunner().invoke(
         app,
         [
@@ -35,13 +50,14 @@ def submit(server: RecordingServer, *extra: str) -> object:
             "--source",
             SOURCE,
             "--package",
-            str(GOLDEN),
+            str(package),
             "--host",
             server.url,
             "--scratch-epochs",
             "7",
             "--trainers",
             "scratch",
+            *profile(server),
             *extra,
         ],
     )
@@ -96,7 +112,9 @@ def test_second_submit_adds_a_version_and_reuses_the_experiment(server: Recordin
 def test_host_from_environment(server: RecordingServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KFP_HOST", server.url)
     result = CliRunner().invoke(
-        app, ["submit", "--source", SOURCE, "--package", str(GOLDEN), "--pipeline-name", "cd2"]
+        app,
+        ["submit", "--source", SOURCE, "--package", str(GOLDEN), "--pipeline-name", "cd2"]
+        + profile(server),
     )
     assert result.exit_code == 0, result.output
     assert server.state.calls_to("POST", "/pipelines/upload")[0].query["name"] == "cd2"
@@ -140,3 +158,154 @@ def test_bad_host_and_missing_package() -> None:
     )
     assert missing.exit_code == 2
     assert "catsdogs compile" in missing.output
+
+
+@pytest.mark.parametrize("kfp_namespace", ["kubeflow", "kubeflow-system"])
+def test_profile_goes_on_the_calls_and_the_client_stays_on_kfps_namespace(
+    server: RecordingServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kfp_namespace: str
+) -> None:
+    """No host: kfp goes through the kube-proxy path, built from KFP's namespace, not the profile."""
+    kubeconfig = tmp_path / ".kube" / "config"  # HOME is tmp_path (the fixture)
+    kubeconfig.parent.mkdir()
+    kubeconfig.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "{server.url}"}}}}]
+users: [{{name: u, user: {{}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+"""
+    )
+    monkeypatch.setenv("KFP_NAMESPACE", PROFILE)
+    result = CliRunner().invoke(
+        app,
+        ["submit", "--source", SOURCE, "--package", str(GOLDEN), "--kfp-namespace", kfp_namespace],
+    )
+    assert result.exit_code == 0, result.output
+    state = server.state
+    assert {call.proxy_namespace for call in state.calls} == {kfp_namespace}
+    (upload_call,) = state.calls_to("POST", "/pipelines/upload")
+    assert upload_call.query["namespace"] == PROFILE
+    (experiment_call,) = state.calls_to("POST", "/experiments")
+    assert experiment_call.body["namespace"] == PROFILE
+    expected = PROFILE if state.multi_user else ""  # a single-user server drops namespaces
+    assert [run["namespace"] for run in state.runs.values()] == [expected]
+
+
+def test_namespaces_are_kubernetes_names() -> None:
+    with pytest.raises(ValueError, match="kfp_namespace must be a Kubernetes namespace"):
+        Target(kfp_namespace="Kubeflow")
+    with pytest.raises(ValueError, match="namespace must be a Kubernetes namespace"):
+        Target(namespace="alice@example.com")
+
+
+def test_multi_user_server_without_a_profile_is_refused_before_any_upload(
+    server: RecordingServer,
+) -> None:
+    if not server.state.multi_user:
+        pytest.skip("a single-user server needs no namespace")
+    result = CliRunner().invoke(
+        app, ["submit", "--source", SOURCE, "--package", str(GOLDEN), "--host", server.url]
+    )
+    assert result.exit_code == 2
+    assert "multi-user mode" in result.output and "--namespace" in result.output
+    assert server.state.calls_to("POST", "/pipelines/upload") == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--champion-uri", "runs/champion", "champion_uri 'runs/champion' is a local path"),
+        ("--checkpoint-root", "/tmp/ckpt", "checkpoint_root '/tmp/ckpt' is a local path"),
+        ("--weights", "weights/vgg16.h5", "weights 'weights/vgg16.h5' is a local path"),
+    ],
+)
+def test_local_champion_checkpoints_or_weights_are_refused_before_any_call(
+    server: RecordingServer, option: str, value: str, message: str
+) -> None:
+    result = submit(server, option, value)
+    assert result.exit_code == 2
+    assert message in result.output and "gs://" in result.output
+    assert server.state.calls == []
+
+
+def test_pipeline_root_and_service_account_reach_the_run(server: RecordingServer) -> None:
+    result = submit(
+        server,
+        "--pipeline-root",
+        "gs://catsdogs-runs/root",
+        "--service-account",
+        "pipeline-runner",
+        "--champion-uri",
+        "gs://catsdogs-runs/champion",
+    )
+    assert result.exit_code == 0, result.output
+    (run_call,) = server.state.calls_to("POST", "/runs")
+    assert run_call.body["runtime_config"]["pipeline_root"] == "gs://catsdogs-runs/root"
+    assert run_call.body["service_account"] == "pipeline-runner"
+    bad = submit(server, "--pipeline-root", "/data/root")
+    assert bad.exit_code == 2 and "gs://, s3://, minio://" in bad.output
+
+
+def test_an_old_server_gets_a_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("KFP_NAMESPACE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for version, warned in (("2.5.0", True), ("unknown", True), ("2.17.0", False)):
+        with RecordingServer(version=version) as old:
+            result = submit(old)
+        assert result.exit_code == 0, result.output
+        assert ("needs 2.17.0 or later" in result.output) is warned, version
+
+
+def test_the_servers_own_message_is_shown(server: RecordingServer, tmp_path: Path) -> None:
+    package = tmp_path / "renamed.yaml"
+    package.write_text(GOLDEN.read_text().replace("name: catsdogs\n", "name: Cats_Dogs\n", 1))
+    result = submit(server, package=package)
+    assert result.exit_code == 2
+    assert "HTTP 400" in result.output
+    assert "pipeline's name must contain only lowercase alphanumeric" in result.output
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"source": SOURCE, "epochs": 3}, "not required by pipeline: epochs"),
+        ({"seed": 1}, "parameter source is not optional"),
+        ({"source": SOURCE, "seed": "1"}, "input parameter seed requires type double or integer"),
+        ({"source": 7}, "input parameter source requires type string"),
+    ],
+)
+def test_the_fake_server_checks_run_parameters_like_the_real_one(
+    server: RecordingServer, params: dict[str, object], message: str
+) -> None:
+    target = Target(host=server.url, namespace=PROFILE if server.state.multi_user else None)
+    session = open_session(target)
+    with refused_as_kfp_error():
+        uploaded = upload(session, GOLDEN, target)
+        experiment = session.client.create_experiment("e", namespace=session.namespace)
+    with pytest.raises(KfpError, match="HTTP 400") as error:
+        with refused_as_kfp_error():
+            session.client.run_pipeline(
+                experiment_id=experiment.experiment_id,
+                job_name="r",
+                params=params,
+                pipeline_id=uploaded.pipeline_id,
+                version_id=uploaded.version_id,
+            )
+    assert message in str(error.value)
+    assert server.state.runs == {}
+
+
+def test_the_fake_server_checks_pipeline_specs_like_the_real_one(tmp_path: Path) -> None:
+    from tests.kfp_recording_server import Refused, check_pipeline_file
+
+    text = GOLDEN.read_text()
+    assert "source" in check_pipeline_file(text.encode())
+    for bad, message in (
+        (text.replace("schemaVersion: 2.1.0", "schemaVersion: 2.0.0"), "schema version 2.1.0"),
+        (text.replace("name: catsdogs\n", "name: catsdogs_v2\n", 1), "lowercase alphanumeric"),
+        ("a: [", "unable to decode yaml"),
+        ("a: 1\n", "no pipeline spec is provided"),
+    ):
+        with pytest.raises(Refused, match=message):
+            check_pipeline_file(bad.encode())

@@ -1,8 +1,8 @@
-"""KFP wrapper: render what the network sees as one self-contained HTML page."""
+"""KFP wrapper: what the network sees, as an HTML page within the UI's budget and a picture folder."""
 
 from catsdogs.components.common.config import image
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 
 IMAGE = image()
 
@@ -12,6 +12,7 @@ def render_activations(
     model: Input[Model],
     data: Input[Dataset],
     report: Output[HTML],
+    pictures: Output[Artifact],
     layer: str = "",
     channels: str = "",
 ) -> None:
@@ -20,14 +21,17 @@ def render_activations(
     Args:
         model: Folder with model.keras (and history.json).
         data: Prepared dataset; a few of its test images are rendered.
-        report: The HTML page, every picture embedded.
+        report: The HTML page, every picture embedded as a JPEG copy, under 3 MB in all (the
+            KFP UI loads the whole page into an iframe).
+        pictures: Folder of the full-resolution PNGs (every layer grid, channels, Grad-CAM).
         layer: Layer whose channels are enlarged ("" = the first convolution).
         channels: Comma-separated channels to enlarge ("" = 4,7).
     """
-    import tempfile
-
+    from catsdogs.components.common import quiet
     from catsdogs.components.render_activations import core
 
+    quiet.install()
     settings = core.RenderConfig(layer=layer, channels=core.parse_channels(channels))
-    with tempfile.TemporaryDirectory(prefix="render-") as tmp:
-        core.render(model.path, tmp, data_uri=data.path, config=settings, report_path=report.path)
+    core.render(
+        model.path, pictures.path, data_uri=data.path, config=settings, report_path=report.path
+    )

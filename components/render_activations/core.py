@@ -10,6 +10,12 @@ folder (local or gs://) gets:
     curves.png                                 training curves from the model's history.json
     index.html                                 one page embedding all of the above (base64 JPEG copies)
 
+The page stays under ``RenderConfig.page_bytes`` (3 MB): the Kubeflow UI loads an HTML artifact
+whole into an iframe, and a VGG16 render embeds ~80 pictures. Its JPEG copies share that budget
+(``pictures.fit_jpegs``: small ones whole, large grids shrunk, what cannot fit left out with a note);
+the PNG files in the folder keep full resolution. The KFP wrapper writes the folder as an artifact
+of its own beside the HTML one.
+
 ``layers.py`` finds the layers and computes activations and Grad-CAM, ``pictures.py`` turns them
 into pictures and ``page.py`` lays out the page; this module picks the images and writes the files.
 """
@@ -41,12 +47,14 @@ class RenderConfig:
         channels: Channels of ``layer`` to enlarge (empty = 4 and 7, clipped to the channel count).
         images_per_class: Test images per class rendered when no image is given.
         columns: Channels per row in the layer grids.
+        page_bytes: Most bytes index.html may take (the KFP UI loads it whole).
     """
 
     layer: str = ""
     channels: tuple[int, ...] = ()
     images_per_class: int = 2
     columns: int = 16
+    page_bytes: int = 3_000_000
 
     def __post_init__(self) -> None:
         if any(c < 0 for c in self.channels):
@@ -57,6 +65,8 @@ class RenderConfig:
             )
         if not 1 <= self.columns <= 64:
             raise errors.SettingsError(f"columns must be in [1, 64], got {self.columns}.")
+        if self.page_bytes < 50_000:
+            raise errors.SettingsError(f"page_bytes must be >= 50000, got {self.page_bytes}.")
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -77,6 +87,7 @@ class RenderResult:
     output: str
     files: list[str]  # relative names, index.html last
     predictions: list[dict[str, Any]]  # per image: name, p (P of classes[1]), label
+    failed: list[dict[str, str]] = dataclasses.field(default_factory=list)  # image, error
 
 
 def _slug(text: str) -> str:
@@ -130,10 +141,29 @@ def _training_curves(model_uri: str) -> bytes | None:
     return reports.plot_curves(history) if isinstance(history, dict) and history else None
 
 
+def _decode_all(image_uris: list[str]) -> tuple[list[tuple[str, np.ndarray]], list[dict[str, str]]]:
+    """Decode every image up front; an unreadable one (a pixel bomb...) is a per-file error.
+
+    Raises:
+        ImageError: Not one image could be read (the first error, and how many failed).
+    """
+    sources: list[tuple[str, np.ndarray]] = []
+    failed: list[dict[str, str]] = []
+    for uri in image_uris:
+        try:
+            sources.append((uri.rsplit("/", 1)[-1], images.load(uri)))
+        except errors.ImageError as error:
+            failed.append({"image": uri, "error": str(error)})
+    if not sources:
+        more = f" ({len(failed)} images, none readable)" if len(failed) > 1 else ""
+        raise errors.ImageError(f"{failed[0]['error']}{more}")
+    return sources, failed
+
+
 def _sources(
     image_uris: list[str] | None, data_uri: str, per_class: int
-) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
-    """The images to render (name, RGB pixels), decoded up front, and the class names."""
+) -> tuple[list[tuple[str, np.ndarray]], list[str], list[dict[str, str]]]:
+    """The images to render (name, RGB pixels), the class names and the images that failed."""
     if not image_uris and not data_uri:
         raise errors.SettingsError(
             "Nothing to render: give --image files or --data with a test split."
@@ -142,12 +172,34 @@ def _sources(
         sources, classes = test_images(data_uri, per_class)
         if not sources:
             raise errors.DatasetError(f"The test split of {data_uri} holds no images to render.")
-        return sources, classes
-    # Decode every image before any work, so a bad one fails fast with its name.
-    sources = [(uri.rsplit("/", 1)[-1], images.load(uri)) for uri in image_uris]
+        return sources, classes, []
+    sources, failed = _decode_all(image_uris)
     if data_uri:
-        return sources, list(records.load_manifest(data_uri).classes)
-    return sources, list(records.CLASSES)
+        return sources, list(records.load_manifest(data_uri).classes), failed
+    return sources, list(records.CLASSES), failed
+
+
+def _page(
+    model_uri: str,
+    entries: list[tuple[str, str, float, list[tuple[str, str]]]],
+    classes: list[str],
+    shown: dict[str, np.ndarray],
+    curves: bytes | None,
+    budget: int,
+) -> str:
+    """index.html with JPEG copies of ``shown`` fitted into what the text leaves of ``budget``."""
+
+    def page(embedded: dict[str, bytes]) -> str:
+        sections = [
+            section_html(name, label, probability, classes, entry, embedded)
+            for name, label, probability, entry in entries
+        ]
+        return index_html(model_uri, sections, curves, budget)
+
+    text = len(page({}).encode("utf-8"))
+    # base64 takes 4 bytes for 3; each <img> tag and data: prefix about 200 bytes more.
+    room = (budget - text - 200 * len(shown)) * 3 // 4
+    return page(pictures.fit_jpegs(shown, max(room, 0)))
 
 
 def render(
@@ -164,12 +216,13 @@ def render(
         model_uri: Model folder (local or gs://) with model.keras (and history.json).
         output_uri: Folder (local or gs://) to write the PNGs and index.html into.
         image_uris: Image files (local or gs://); default: a few test images of ``data_uri``.
+            An unreadable one is left out and listed in ``RenderResult.failed``.
         data_uri: Prepared dataset, used when ``image_uris`` is empty (and for class names).
         config: Layer, channels, how many images.
         report_path: Also write index.html here (the KFP HTML artifact's file).
     """
     config = config or RenderConfig()
-    sources, classes = _sources(image_uris, data_uri, config.images_per_class)
+    sources, classes, failed = _sources(image_uris, data_uri, config.images_per_class)
     model = model_dir.load_model(model_uri)
     refs = layers.activation_layers(model)
     chosen = layers.find_layer(refs, config.layer) if config.layer else layers.default_layer(refs)
@@ -178,8 +231,8 @@ def render(
     probe = layers.build_probe(model, refs)
 
     pictures_png: dict[str, bytes] = {}
-    embedded: dict[str, bytes] = {}
-    sections: list[str] = []
+    shown: dict[str, np.ndarray] = {}  # embedded once all are known: they share the page budget
+    entries: list[tuple[str, str, float, list[tuple[str, str]]]] = []
     predictions: list[dict[str, Any]] = []
     for number, (name, original) in enumerate(sources, start=1):
         folder = f"{number:02d}-{_image_slug(name)}"
@@ -195,9 +248,7 @@ def render(
             relative: str, picture: np.ndarray, caption: str, entry: list[tuple[str, str]] = entry
         ) -> None:
             pictures_png[relative] = images.png_bytes(picture)
-            # The page embeds JPEG copies: a deep backbone has ~50 layer grids per image, and
-            # lossless copies would make a page of tens of MB that the KFP UI cannot show.
-            embedded[relative] = images.jpeg_bytes(picture)
+            shown[relative] = picture
             entry.append((relative, caption))
 
         add(f"{folder}/input.png", model_view, f"{name} as the model sees it")
@@ -221,11 +272,11 @@ def render(
                 pictures.channel_grid(value, config.columns),
                 f"{ref.path}: {value.shape[0]}x{value.shape[1]}, {value.shape[2]} channels",
             )
-        sections.append(section_html(name, label, probability, classes, entry, embedded))
+        entries.append((name, label, probability, entry))
     curves = _training_curves(model_uri)
     if curves:
         pictures_png[model_dir.CURVES_FILE] = curves
-    page = index_html(model_uri, sections, curves)
+    page = _page(model_uri, entries, classes, shown, curves, config.page_bytes)
     with storage.output_dir(output_uri) as out:
         for relative, data in pictures_png.items():
             target = out / relative
@@ -234,4 +285,4 @@ def render(
         (out / INDEX_FILE).write_text(page, encoding="utf-8")
     if report_path:
         storage.write_text(report_path, page)
-    return RenderResult(str(output_uri), [*sorted(pictures_png), INDEX_FILE], predictions)
+    return RenderResult(str(output_uri), [*sorted(pictures_png), INDEX_FILE], predictions, failed)

@@ -1,4 +1,8 @@
-"""The render's ``index.html``: one section per image, plus the training curves."""
+"""The render's ``index.html``: one section per image, plus the training curves.
+
+The KFP UI loads an HTML artifact whole into an iframe, with no size limit, so the page embeds JPEG
+copies fitted to a byte budget; the full-resolution PNGs stay in the picture folder beside it.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +30,11 @@ def section_html(
         probability: P(``classes[1]``).
         classes: Class names.
         entry: ``(relative file name, caption)`` of each picture, in page order.
-        embedded: The JPEG copy of each picture, by relative file name.
+        embedded: The JPEG copy of each picture, by relative file name; a picture without one
+            (over the page's budget) gets its caption and file name only.
     """
     figures = "".join(
-        f'<figure><img src="{data_uri(embedded[relative], "image/jpeg")}" '
-        f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        for relative, caption in entry
+        _figure(relative, caption, embedded.get(relative)) for relative, caption in entry
     )
     return (
         f"<section><h2>{html.escape(name)}: predicted {html.escape(label)} "
@@ -39,7 +42,20 @@ def section_html(
     )
 
 
-def index_html(model_uri: str, sections: list[str], curves: bytes | None) -> str:
+def _figure(relative: str, caption: str, jpeg: bytes | None) -> str:
+    text = html.escape(caption)
+    if jpeg is None:
+        return (
+            f"<figure><figcaption>{text}: left out of this page (size budget); full resolution "
+            f"in the picture folder, <code>{html.escape(relative)}</code></figcaption></figure>"
+        )
+    return (
+        f'<figure><img src="{data_uri(jpeg, "image/jpeg")}" alt="{text}">'
+        f"<figcaption>{text}</figcaption></figure>"
+    )
+
+
+def index_html(model_uri: str, sections: list[str], curves: bytes | None, budget: int) -> str:
     """The whole page: the model, the training curves (when known), then one section per image."""
     curves_part = (
         f'<h2>Training curves</h2><img src="{data_uri(curves, "image/png")}" alt="training curves">'
@@ -48,7 +64,9 @@ def index_html(model_uri: str, sections: list[str], curves: bytes | None) -> str
     )
     body = f"""<h1>What the network sees</h1>
 <p>Model: <code>{html.escape(str(model_uri))}</code>. Each layer picture tiles all its channels,
-each rescaled to its own range (viridis); black cells are dead channels.</p>
+each rescaled to its own range (viridis); black cells are dead channels. The pictures here are JPEG
+copies, shrunk where needed to keep this page under {budget / 1e6:.1f} MB for the Kubeflow UI; the
+full-resolution PNGs are in the picture folder (<code>NN-image/layers/KK-layer.png</code>).</p>
 {curves_part}
 {"".join(sections)}"""
     return html_page("Activations", body, STYLE)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from catsdogs.components.common import images
+
+_SMALLEST_SIDE = 64  # a picture shrunk below this is left out of a page instead
 
 
 def normalize_channels(activation: np.ndarray) -> np.ndarray:
@@ -91,3 +94,34 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45)
     )
     colored = colormaps["jet"](np.asarray(resized) / 255.0)[..., :3] * 255
     return np.clip((1 - alpha) * image + alpha * colored, 0, 255).astype(np.uint8)
+
+
+def _shrunk_jpeg(picture: np.ndarray, max_bytes: int) -> bytes | None:
+    """A JPEG of ``picture`` shrunk until it fits ``max_bytes``; None below the smallest side."""
+    side = max(picture.shape[:2])
+    while side > _SMALLEST_SIDE:
+        side = max(_SMALLEST_SIDE, int(side * 0.75))
+        data = images.thumbnail_jpeg(picture, side)
+        if len(data) <= max_bytes:
+            return data
+    return None
+
+
+def fit_jpegs(pictures: dict[str, np.ndarray], budget: int) -> dict[str, bytes]:
+    """JPEG copies of ``pictures`` whose sizes add up to at most ``budget`` bytes.
+
+    Smallest first, each gets an equal share of what is left: pictures under their share stay
+    whole (their savings go to the larger ones), larger ones are shrunk to fit, and a picture that
+    does not fit even at 64 pixels is left out (absent from the result).
+    """
+    whole = {name: images.jpeg_bytes(picture) for name, picture in pictures.items()}
+    fitted: dict[str, bytes] = {}
+    left = budget
+    order = sorted(whole, key=lambda name: (len(whole[name]), name))
+    for index, name in enumerate(order):
+        share = left // (len(order) - index)
+        data = whole[name] if len(whole[name]) <= share else _shrunk_jpeg(pictures[name], share)
+        if data is not None:
+            fitted[name] = data
+            left -= len(data)
+    return fitted
