@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catsdogs.components.common import records, storage
+from catsdogs.components.common import records, storage, tempdirs
 from catsdogs.components.common.training.checkpoint import Log
 from catsdogs.components.common.training.data import input_pipeline
+from catsdogs.components.common.training.device import global_batch_size
 
 if TYPE_CHECKING:
     from catsdogs.components.train_transfer.core import TransferSettings
@@ -52,19 +53,50 @@ def key_folder(base: str, key: dict[str, Any]) -> str:
     return storage.join(base, f"{key['backbone']}-{digest}")
 
 
-def extract_features(extractor: Any, images: Any) -> tuple[Any, Any]:
-    """Run ``extractor`` once over a batched ``(images, labels)`` dataset.
+def extract_features(extractor: Any, images: Any, *, xla: bool = False) -> tuple[Any, Any]:
+    """Run ``extractor`` once over a batched ``(images, labels)`` dataset, on every replica.
+
+    Each batch is split across the replicas of the strategy in scope (every GPU, see
+    ``training.device``) and gathered back in order; with one device it is one compiled call a
+    batch.
+
+    Args:
+        extractor: A Keras model, pixels -> features.
+        images: Batched ``(images, labels)`` dataset.
+        xla: Compile the extractor's call with XLA (``jit_compile``).
 
     Returns:
         ``(features float32 [N, ...], labels float32 [N, 1])`` as numpy arrays.
     """
     import numpy as np
+    import tensorflow as tf
 
+    strategy = tf.distribute.get_strategy()
+    step = _compiled_step(extractor, xla)
     features, labels = [], []
-    for x, y in images:  # predict_on_batch: one compiled function, inference mode
-        features.append(np.asarray(extractor.predict_on_batch(x), dtype="float32"))
-        labels.append(y.numpy())
+    for x, y in strategy.experimental_distribute_dataset(images):
+        out = strategy.run(step, args=(x,))
+        features.append(strategy.gather(out, axis=0).numpy())
+        labels.append(strategy.gather(y, axis=0).numpy())
     return np.concatenate(features), np.concatenate(labels).astype("float32")
+
+
+def _compiled_step(extractor: Any, xla: bool) -> Any:
+    """The extractor's call as one tf.function per extractor and ``xla`` (traced once, reused)."""
+    import tensorflow as tf
+
+    steps = _STEPS.setdefault(extractor, {})
+    if xla not in steps:
+
+        @tf.function(jit_compile=xla)
+        def step(x: Any) -> Any:
+            return tf.cast(extractor(x, training=False), tf.float32)
+
+        steps[xla] = step
+    return steps[xla]
+
+
+_STEPS: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
 
 
 def load_features(folder: str, key: dict[str, Any]) -> dict[str, tuple[Any, Any]] | None:
@@ -81,7 +113,7 @@ def load_features(folder: str, key: dict[str, Any]) -> dict[str, tuple[Any, Any]
     if meta.get("key") != key:
         return None
     out = {}
-    with tempfile.TemporaryDirectory(prefix="catsdogs-features-") as tmp:
+    with tempdirs.temporary("features") as tmp:
         for split in meta["splits"]:
             local = Path(tmp, f"{split}.npz")
             storage.download_file(storage.join(folder, f"{split}.npz"), local)
@@ -96,7 +128,7 @@ def save_features(
     """Write ``<split>.npz`` (features, labels) per split, then ``features.json`` last."""
     import numpy as np
 
-    with tempfile.TemporaryDirectory(prefix="catsdogs-features-") as tmp:
+    with tempdirs.temporary("features") as tmp:
         for split, (features, labels) in splits.items():
             local = Path(tmp, f"{split}.npz")
             np.savez(local, features=features, labels=labels)
@@ -153,7 +185,7 @@ def compute_features(
                     cache_limit_bytes=0,
                 )
                 split_start = time.monotonic()
-                found[split] = extract_features(extractor, images)
+                found[split] = extract_features(extractor, images, xla=settings.xla)
                 log(
                     f"Features of {split}: {found[split][0].shape} in "
                     f"{time.monotonic() - split_start:.1f} s (backbone run once per image)."
@@ -170,15 +202,19 @@ def compute_features(
 def feature_datasets(
     splits: dict[str, tuple[Any, Any]], settings: TransferSettings
 ) -> tuple[Any, Any]:
-    """``(train, val)`` batches of features and labels: shuffled train, ordered val."""
+    """``(train, val)`` batches of features and labels: shuffled train, ordered val.
+
+    Batches hold ``settings.batch_size`` per replica (``device.global_batch_size``).
+    """
     import tensorflow as tf
 
     train_x, train_y = splits["train"]
+    batch = global_batch_size(settings.batch_size)
     train = (
         tf.data.Dataset.from_tensor_slices((train_x, train_y))
         .shuffle(len(train_x), seed=settings.seed, reshuffle_each_iteration=True)
-        .batch(settings.batch_size)
+        .batch(batch)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val = tf.data.Dataset.from_tensor_slices(splits["val"]).batch(settings.batch_size)
+    val = tf.data.Dataset.from_tensor_slices(splits["val"]).batch(batch)
     return train, val.prefetch(tf.data.AUTOTUNE)

@@ -7,6 +7,7 @@ from typing import Any
 
 from catsdogs.components.common import records
 from catsdogs.components.common.records import Manifest
+from catsdogs.components.common.training.device import global_batch_size
 from catsdogs.components.common.training.settings import TrainingSettings
 
 # Decoded images are cached in memory when they take at most this much (uint8 pixels).
@@ -34,7 +35,8 @@ def input_pipeline(
 
     Records are read and JPEG-decoded in parallel (``records.read_split``), cached in memory when
     the decoded split fits in ``cache_limit_bytes``, shuffled with ``seed`` (reshuffled every
-    epoch) when ``training``, batched, optionally augmented (``augmentation`` is mapped over
+    epoch) when ``training``, batched (``batch_size`` per replica of the strategy in scope, see
+    ``device.global_batch_size``), optionally augmented (``augmentation`` is mapped over
     batches with ``training=True``; returns float32 then) and prefetched.
 
     Args:
@@ -42,7 +44,7 @@ def input_pipeline(
         manifest: Its manifest.
         split: ``train``, ``val`` or ``test``.
         image_size: ``(height, width)`` to resize to.
-        batch_size: Images per batch (the last batch may be smaller).
+        batch_size: Images per batch and replica (the last batch may be smaller).
         seed: Shuffle seed.
         training: Shuffle (and augment, if given).
         augmentation: A Keras layer to map over training batches, or None (e.g. when the model
@@ -58,7 +60,9 @@ def input_pipeline(
         data = data.cache()
     if training:
         data = data.shuffle(max(1, min(count, 10_000)), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    data = data.batch(
+        global_batch_size(batch_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     data = data.map(
         lambda x, y: (x, tf.cast(tf.reshape(y, [-1, 1]), tf.float32)),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -2,7 +2,9 @@
 
 ``run_training`` does everything that is the same for every trainer: the ``require_gpu`` check,
 the manifest and run identity, "already finished", the run record, the checkpoint folder, the
-device set-up, the summary, the outputs and the checkpoint deletion. The trainer supplies one
+device set-up (the trainer's ``fit`` runs inside the scope of a MirroredStrategy over every GPU
+when there are several, see ``training.device``), the summary, the outputs and the checkpoint
+deletion. The trainer supplies one
 ``fit(context) -> Trained`` that builds its model(s), trains them with ``context.fit`` (resumable,
 a checkpoint every epoch) and returns the model to save.
 
@@ -23,7 +25,6 @@ import contextlib
 import json
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from catsdogs.components.common.model_dir import (
     MODEL_FILE,
 )
 from catsdogs.components.common.training.checkpoint import (
+    OUTPUT_FIX,
     FitResult,
     Log,
     checkpoint_location,
@@ -47,6 +49,7 @@ from catsdogs.components.common.training.checkpoint import (
     output_status,
     print_log,
     read_json,
+    save_model,
 )
 from catsdogs.components.common.training.device import (
     require_gpu_or_fail,
@@ -128,14 +131,15 @@ class RunContext:
             train: Training tf.data.Dataset (batched).
             val: Validation tf.data.Dataset (batched).
             phase: Name of one phase of a training in several (``frozen``, ``fine-tune``).
-            settings: The phase's settings (its epochs); default: the run's.
+            settings: The phase's settings (its epochs, ``steps_per_epoch``); default: the run's.
         """
+        settings = settings or self.settings
         folder, identity = self.checkpoint, self.identity
         if phase:
             folder, identity = storage.join(folder, phase), {**identity, "phase": phase}
-        return fit_resumable(
-            build_model, train, val, settings or self.settings, folder, identity, log=self.log
-        )
+        if settings.steps_per_epoch:  # epochs of N batches, cycling through the reshuffled split
+            train = train.repeat().take(settings.steps_per_epoch)
+        return fit_resumable(build_model, train, val, settings, folder, identity, log=self.log)
 
 
 def run_record(
@@ -209,18 +213,18 @@ def write_outputs(
     title: str = "",
 ) -> None:
     """Write history.json, metrics.json, curves.png, then model.keras (last), each atomically."""
-    storage.write_text(storage.join(output, HISTORY_FILE), json.dumps(history, indent=1))
-    storage.write_text(
-        storage.join(output, METRICS_FILE), json.dumps(metrics, indent=2, sort_keys=True)
-    )
-    storage.write_bytes(storage.join(output, CURVES_FILE), reports.plot_curves(history, title))
+    files = {
+        HISTORY_FILE: json.dumps(history, indent=1).encode("utf-8"),
+        METRICS_FILE: json.dumps(metrics, indent=2, sort_keys=True).encode("utf-8"),
+        CURVES_FILE: reports.plot_curves(history, title),
+    }
+    with storage.disk_full(output, ", ".join(files), sum(map(len, files.values())), OUTPUT_FIX):
+        for name, data in files.items():
+            storage.write_bytes(storage.join(output, name), data)
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and not optimizer.built:  # saved built: loads without warnings
         optimizer.build(model.trainable_variables)
-    with tempfile.TemporaryDirectory(prefix="catsdogs-model-") as tmp:
-        local = Path(tmp, MODEL_FILE)
-        model.save(local)
-        storage.upload_file(local, storage.join(output, MODEL_FILE))
+    save_model(model, output, MODEL_FILE)
 
 
 def run_training(
@@ -240,8 +244,9 @@ def run_training(
         data: Prepared dataset folder or gs:// prefix (needs ``train`` and ``val`` splits).
         output: Output folder or gs:// prefix.
         settings: The trainer's settings.
-        fit: The trainer's training (called after the device set-up, so the dtype policy applies
-            to the models it builds): calls ``context.claim()`` (or uses
+        fit: The trainer's training (called after the device set-up, inside the strategy's
+            scope, so the dtype policy and the replicas apply to the models and datasets it
+            builds): calls ``context.claim()`` (or uses
             ``context.train_and_val()``) before it trains, and returns what to save.
         title: What is trained, for the log and the curves (default: ``kind``).
         log: Progress lines.
@@ -250,6 +255,7 @@ def run_training(
         DatasetError: no manifest, missing split, shard checksum mismatch.
         OutputConflictError: the output or checkpoint folder holds a different run.
         GpuRequiredError: ``require_gpu`` without a GPU.
+        StorageError: A disk filled up (the message names the folder and the space needed).
     """
     require_gpu_or_fail(settings.require_gpu)
     manifest = records.load_manifest(data)
@@ -263,7 +269,8 @@ def run_training(
     device = setup_device(settings)
     try:
         log(f"Training {title or kind} on {device.describe()}; data {data}; output {output}.")
-        trained = fit(context)
+        with device.strategy.scope():
+            trained = fit(context)
         result = trained.fit
         metrics = summarize(
             result.history,
