@@ -109,7 +109,14 @@ def render(
     result = core.render(model, output, list(image or []), data, settings)
     for item in result.predictions:
         typer.echo(f"{item['label']}\t{item['p']:.4f}\t{item['image']}")
+    for failure in result.failed:
+        typer.echo(f"ERROR\t{failure['image']}\t{failure['error']}", err=True)
     typer.echo(f"Wrote {len(result.files)} files; open {result.output}/index.html")
+    if result.failed:
+        typer.echo(
+            f"{len(result.failed)} image(s) could not be read; see the errors above.", err=True
+        )
+        raise typer.Exit(code=1)
 
 
 @app.command("predict")

@@ -25,6 +25,20 @@ class MixedPrecisionMode(enum.StrEnum):
     off = "off"
 
 
+class Architecture(enum.StrEnum):
+    """The model train-scratch builds."""
+
+    seed = "seed"
+    xception_mini = "xception-mini"
+
+
+class Augmentation(enum.StrEnum):
+    """The training augmentation: the seed's ImageDataGenerator, or with a real shear."""
+
+    seed = "seed"
+    strong = "strong"
+
+
 class TransferMode(enum.StrEnum):
     """How train-transfer uses the backbone."""
 
@@ -36,6 +50,9 @@ class TransferMode(enum.StrEnum):
 _SCRATCH_PRECISION = MixedPrecisionMode(_SCRATCH.mixed_precision)
 _TRANSFER_PRECISION = MixedPrecisionMode(_TRANSFER.mixed_precision)
 _TRANSFER_MODE = TransferMode(_TRANSFER.mode)
+_ARCHITECTURE = Architecture(_SCRATCH.architecture)
+_SCRATCH_AUGMENTATION = Augmentation(_SCRATCH.augmentation)
+_TRANSFER_AUGMENTATION = Augmentation(_TRANSFER.augmentation)
 
 
 # Options shared by both trainers (same names, help and meaning).
@@ -58,13 +75,26 @@ MixedPrecisionOption = Annotated[
 ]
 XlaOption = Annotated[bool, typer.Option(help="Compile the training step with XLA.")]
 RequireGpuOption = Annotated[bool, typer.Option(help="Fail at once when there is no GPU.")]
+AugmentationOption = Annotated[
+    Augmentation,
+    typer.Option(help="seed: the seed's ImageDataGenerator (shear 0.2 degrees); strong: 11.5."),
+]
+StepsPerEpochOption = Annotated[
+    int, typer.Option(help="Training batches per epoch (the book: 100); 0: one pass.")
+]
 
 
 @app.command("train-scratch")
 def train_scratch(
     data: DataOption,
     output: ModelOutputOption,
+    architecture: Annotated[
+        Architecture,
+        typer.Option(help="seed (the seed's convnet) or xception-mini (residual, batch norm)."),
+    ] = _ARCHITECTURE,
     epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = _SCRATCH.epochs,
+    steps_per_epoch: StepsPerEpochOption = _SCRATCH.steps_per_epoch,
+    augmentation: AugmentationOption = _SCRATCH_AUGMENTATION,
     batch_size: BatchSizeOption = _SCRATCH.batch_size,
     learning_rate: Annotated[
         float, typer.Option(help="RMSprop learning rate.")
@@ -79,11 +109,14 @@ def train_scratch(
     xla: XlaOption = _SCRATCH.xla,
     require_gpu: RequireGpuOption = _SCRATCH.require_gpu,
 ) -> None:
-    """Train the seed's convnet from scratch with augmentation; rerun the same command to resume."""
+    """Train a convnet from scratch with augmentation; rerun the same command to resume."""
     from catsdogs.components.train_scratch import core
 
     settings = ScratchSettings(
+        architecture=Architecture(architecture).value,
         epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        augmentation=Augmentation(augmentation).value,
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
@@ -140,6 +173,12 @@ def train_transfer(
     augment: Annotated[
         bool, typer.Option(help="The scratch trainer's augmentation (frozen, fine-tune).")
     ] = _TRANSFER.augment,
+    augmentation: AugmentationOption = _TRANSFER_AUGMENTATION,
+    steps_per_epoch: StepsPerEpochOption = _TRANSFER.steps_per_epoch,
+    start_from: Annotated[
+        str,
+        typer.Option(help="fine-tune: start from this finished features/frozen model folder."),
+    ] = _TRANSFER.start_from,
     features: Annotated[
         str,
         typer.Option(help="Features cache folder or gs:// prefix; default: the local cache."),
@@ -167,6 +206,9 @@ def train_transfer(
         image_size=(image_size, image_size),
         pooling=pooling,
         augment=augment,
+        augmentation=Augmentation(augmentation).value,
+        steps_per_epoch=steps_per_epoch,
+        start_from=start_from,
         seed=seed,
         checkpoint_dir=checkpoint_dir,
         early_stopping_patience=early_stopping_patience,

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from catsdogs.components.evaluate import core
-from catsdogs.components.evaluate.metrics import binary_metrics, roc_auc, roc_curve, thin_roc
+from catsdogs.components.evaluate.metrics import (
+    binary_metrics,
+    roc_auc,
+    roc_curve,
+    thin_roc,
+    wilson_interval,
+)
 from typer.testing import CliRunner
 
 from tests.tiny_models import flat_model, nested_model, save_model_dir
@@ -31,6 +37,23 @@ def test_metrics_match_hand_computed_values():
     assert metrics["roc_auc"] == pytest.approx(15 / 16)
     correct = [0.9, 0.4, 0.7, 0.8, 0.4, 0.9, 0.7, 0.8]  # probability given to the true class
     assert metrics["loss"] == pytest.approx(-sum(math.log(p) for p in correct) / 8)
+
+
+def test_wilson_interval_matches_published_values():
+    # Newcombe (1998), Statistics in Medicine 17:857, table I: 81/263 -> 0.2553 to 0.3662.
+    low, high = wilson_interval(81, 263)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), pytest.approx(1.0))
+    low, high = wilson_interval(800, 1000)  # the issue's +-2.4-2.5 points at 80% of 1,000
+    assert 0.024 < (high - low) / 2 < 0.025 and low < 0.8 < high
+    low, high = wilson_interval(980, 1000)
+    assert 0.008 < (high - low) / 2 < 0.009
+    with pytest.raises(ValueError, match="got 5/4"):
+        wilson_interval(5, 4)
+    metrics = binary_metrics(LABELS, SCORES, 0.5)
+    expected = wilson_interval(6, 8)
+    assert (metrics["accuracy_ci_low"], metrics["accuracy_ci_high"]) == pytest.approx(expected)
 
 
 def test_roc_curve_points_and_ties():
@@ -87,6 +110,10 @@ def test_evaluate_writes_metrics_figures_and_report(tmp_path, tiny_dataset, flat
     out = tmp_path / "eval"
     metrics = json.loads((out / "evaluation.json").read_text())
     assert {"accuracy", "loss", "precision", "recall", "f1", "roc_auc"} <= set(metrics)
+    assert metrics["accuracy_ci_low"] <= metrics["accuracy"] <= metrics["accuracy_ci_high"]
+    assert (metrics["accuracy_ci_low"], metrics["accuracy_ci_high"]) == pytest.approx(
+        wilson_interval(int(np.trace(metrics["confusion_matrix"])), 10)
+    )
     assert metrics["classes"] == ["cat", "dog"]
     assert metrics["test_count"] == 10 and metrics["test_per_class"] == {"cat": 5, "dog": 5}
     assert metrics["source_fingerprint"] == "synthetic"
@@ -175,6 +202,8 @@ def test_cli_evaluate_and_errors(tmp_path, tiny_dataset, flat_dir):
     )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout.splitlines()[0])["test_count"] == 4
+    printed = json.loads(ok.stdout.splitlines()[0])
+    assert printed["accuracy_ci_low"] <= printed["accuracy"] <= printed["accuracy_ci_high"]
     empty = tmp_path / "not-a-model"
     empty.mkdir()
     (empty / "notes.txt").write_text("x")

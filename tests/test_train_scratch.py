@@ -85,6 +85,120 @@ def test_xla_moves_augmentation_into_the_input_pipeline(tiny_dataset) -> None:
         assert next(plain.as_numpy_iterator())[0].dtype == np.uint8
 
 
+def keras2_apply_transform(image, theta, tx, ty, shear, zx, zy, flip):
+    """Keras 2's ImageDataGenerator.apply_transform (keras_preprocessing 1.1), channels last.
+
+    ``apply_affine_transform(x, theta, tx, ty, shear, zx, zy, row_axis=0, col_axis=1,
+    channel_axis=2, fill_mode='nearest', order=1)`` then ``flip_axis(x, 1)``, transcribed.
+    """
+    from scipy import ndimage
+
+    theta = np.deg2rad(theta)
+    rotation = np.array(
+        [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]
+    )
+    shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+    shear = np.deg2rad(shear)
+    shear_matrix = np.array([[1, -np.sin(shear), 0], [0, np.cos(shear), 0], [0, 0, 1]])
+    zoom = np.array([[zx, 0, 0], [0, zy, 0], [0, 0, 1]])
+    matrix = rotation @ shift @ shear_matrix @ zoom
+    h, w = image.shape[:2]
+    o_x, o_y = float(h) / 2 + 0.5, float(w) / 2 + 0.5  # transform_matrix_offset_center
+    offset = np.array([[1, 0, o_x], [0, 1, o_y], [0, 0, 1]])
+    reset = np.array([[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1]])
+    matrix = offset @ matrix @ reset
+    channels = [
+        ndimage.affine_transform(
+            image[..., c], matrix[:2, :2], matrix[:2, 2], order=1, mode="nearest", cval=0.0
+        )
+        for c in range(image.shape[2])
+    ]
+    out = np.stack(channels, axis=-1)
+    return out[:, ::-1] if flip else out
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        (25.0, 4.0, -6.0, 0.2, 0.85, 1.15, True),
+        (-38.0, -5.5, 7.0, -11.5, 1.2, 0.9, False),
+        (0.0, 0.0, 0.0, 0.0, 1.0, 1.0, True),
+    ],
+)
+def test_seed_augmentation_is_keras2_image_data_generator_math(params) -> None:
+    from catsdogs.components.common.training.augmentation import (
+        apply_transforms,
+        keras2_transforms,
+    )
+
+    height, width = 30, 40  # not square, so rows and columns cannot be swapped unnoticed
+    image = np.random.default_rng(0).uniform(0, 255, (height, width, 3))
+    expected = keras2_apply_transform(image, *params)
+    columns = [np.array([value], "float32") for value in params[:6]]
+    transforms = keras2_transforms(*columns, np.array([params[6]]), height, width)
+    got = np.asarray(apply_transforms(image[None].astype("float32"), transforms))[0]
+    np.testing.assert_allclose(got, expected, atol=0.01)
+
+
+def test_augmentations_seed_reads_shear_in_degrees_and_strong_shears() -> None:
+    from catsdogs.components.common.training.augmentation import augmentation_layers
+
+    seed = augmentation_layers(1, kind="seed").layers[0]
+    strong = augmentation_layers(1, kind="strong").layers[0]
+    assert seed.shear == pytest.approx(0.2)  # ImageDataGenerator(shear_range=0.2): 0.2 degrees
+    assert np.sin(np.deg2rad(strong.shear)) == pytest.approx(0.2)  # 0.2 pixel per pixel
+    assert (strong.rotation, strong.shift, strong.zoom) == (40.0, 0.2, 0.2)
+    with pytest.raises(ValueError, match="augmentation must be one of seed, strong, got 'mild'"):
+        core.ScratchSettings(augmentation="mild")
+
+
+def test_xception_mini_is_the_books_and_loads_with_plain_keras(tmp_path: Path) -> None:
+    import keras
+
+    settings = core.ScratchSettings(architecture="xception-mini", image_size=(64, 64))
+    model = core.build_model(settings)
+    assert model.count_params() == 721_857  # the book's model summary (2nd ed., ch. 9.3)
+    names = [layer.name for layer in model.layers]
+    assert names[:5] == ["image", "resize", "rescale", "augmentation", "stem"]
+    assert [model.get_layer(f"block{i}_sepconv2").filters for i in range(1, 6)] == [
+        32,
+        64,
+        128,
+        256,
+        512,
+    ]
+    assert type(model.get_layer("block1_sepconv1")).__name__ == "SeparableConv2D"
+    assert type(model.get_layer("block5_bn2")).__name__ == "BatchNormalization"
+    plain = core.inference_model(model, settings)
+    assert "augmentation" not in [layer.name for layer in plain.layers]
+    plain.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")  # no custom objects needed
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3)).astype("uint8")
+    np.testing.assert_allclose(
+        np.asarray(loaded(pixels)), np.asarray(model(pixels, training=False)), atol=1e-5
+    )
+
+
+def test_steps_per_epoch_cycles_through_the_split(tiny_dataset, tmp_path: Path) -> None:
+    import keras
+
+    data = tiny_dataset(per_class=4, size=SIZE)  # 8 training images: 2 batches of 4 a pass
+    out = tmp_path / "model"
+    settings = core.ScratchSettings(**dict(FAST, steps_per_epoch=5))
+    result = core.train_scratch(data, str(out), settings)
+    assert result.metrics["epochs_run"] == 2
+    model = keras.models.load_model(out / "model.keras")
+    assert int(model.optimizer.iterations.numpy()) == 2 * 5
+
+
+def test_new_settings_validation() -> None:
+    with pytest.raises(ValueError, match="architecture must be one of seed, xception-mini"):
+        core.ScratchSettings(architecture="resnet")
+    with pytest.raises(ValueError, match="steps_per_epoch must be 0 .* got -1"):
+        core.ScratchSettings(steps_per_epoch=-1)
+    assert core.ScratchSettings(architecture="xception-mini", image_size=(32, 32))
+
+
 def test_settings_validation() -> None:
     with pytest.raises(ValueError, match="at least 46x46 .* got \\(32, 32\\)"):
         core.ScratchSettings(image_size=(32, 32))
@@ -101,6 +215,9 @@ def test_defaults_match_across_dataclass_cli_and_wrapper() -> None:
     command = inspect.signature(cli.train_scratch).parameters
     for name in ("epochs", "batch_size", "learning_rate", "seed", "checkpoint_dir", "require_gpu"):
         assert wrapper[name].default == getattr(defaults, name), name
+    for name in ("architecture", "augmentation"):
+        assert wrapper[name].default == command[name].default.value == getattr(defaults, name)
+    assert wrapper["steps_per_epoch"].default == command["steps_per_epoch"].default == 0
     for name in (
         "epochs",
         "batch_size",
@@ -309,7 +426,10 @@ def test_component_interface() -> None:
     spec = train_scratch.component_spec
     assert set(spec.inputs) == {
         "data",
+        "architecture",
         "epochs",
+        "steps_per_epoch",
+        "augmentation",
         "batch_size",
         "learning_rate",
         "seed",

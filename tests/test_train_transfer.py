@@ -347,6 +347,39 @@ def test_fine_tune_resumes_after_a_failure_between_phases(
     assert core.train_transfer(data, out, settings).status == "complete"
 
 
+def test_fine_tune_starts_from_a_finished_features_model(
+    tiny_dataset, tmp_path: Path, monkeypatch
+) -> None:
+    from catsdogs.components.common import model_dir
+
+    data = tiny_dataset(per_class=4, size=SIZE)
+    start = core.train_transfer(data, str(tmp_path / "features"), fast(epochs=2))
+    trained_head = model_dir.load_model(start.output).get_layer("head").get_weights()
+    seen: list[list[np.ndarray]] = []
+    real = core.unfreeze
+
+    def spy(model, settings):
+        seen.append(model.get_layer("head").get_weights())
+        return real(model, settings)
+
+    monkeypatch.setattr(core, "unfreeze", spy)
+    lines: list[str] = []
+    settings = fast(mode="fine-tune", start_from=start.output)
+    result = core.train_transfer(data, str(tmp_path / "tuned"), settings, log=lines.append)
+    assert len(seen) == 2  # the start of fine-tuning, then the inference model it saves
+    for got, expected in zip(seen[0], trained_head, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert any(line.startswith("Starting from the finished model") for line in lines)
+    assert not [line for line in lines if line.startswith("Epoch 1/2")]  # no frozen phase rerun
+    metrics = check_model_dir(result.output, 3, "fine-tune")
+    assert metrics["fine_tune_from_epoch"] == 3 and metrics["start_from"] == start.output
+    with pytest.raises(SettingsError, match="start_from is for fine-tune mode only"):
+        fast(mode="frozen", start_from=start.output)
+    other = fast(mode="fine-tune", start_from=start.output, image_size=(64, 64))
+    with pytest.raises(SettingsError, match="is not a vgg16 transfer model of image size"):
+        core.train_transfer(data, str(tmp_path / "bad"), other)
+
+
 @pytest.mark.gcs
 def test_features_and_fine_tune_from_and_to_gcs(tiny_dataset, bucket: str) -> None:
     data = tiny_dataset(per_class=3, size=SIZE, output=f"{bucket}/data")
@@ -430,3 +463,29 @@ def test_imagenet_uses_weights_baked_into_the_image(tmp_path: Path, monkeypatch)
     assert fingerprint.startswith("sha256:") and len(fingerprint) == len("sha256:") + 64
     monkeypatch.setenv("CATSDOGS_WEIGHTS_DIR", str(tmp_path / "empty"))
     assert backbones.fetch_weights("imagenet", spec) == ("imagenet", "imagenet:VGG16")
+
+
+def test_bad_unfreeze_from_and_a_features_file_fail_before_any_work(
+    tiny_dataset, tmp_path: Path
+) -> None:
+    from catsdogs.components.common.errors import OutputConflictError
+
+    data = tiny_dataset(per_class=2, size=SIZE)
+    out = tmp_path / "m"
+    with pytest.raises(SettingsError, match="--unfreeze-from 'nope': no layer of vgg16"):
+        core.train_transfer(data, str(out), fast(mode="fine-tune", unfreeze_from="nope"))
+    assert not out.exists()  # no frozen phase ran, so the rerun with the right value is no conflict
+    features = tmp_path / "features"
+    features.write_text("a file")
+    with pytest.raises(OutputConflictError, match="--features .* is not a folder"):
+        core.train_transfer(data, str(out), fast(), features=str(features))
+    assert not out.exists()
+    base = ["train-transfer", "--data", data, "--output", str(out), "--weights", "none"]
+    runner = CliRunner()
+    bad = runner.invoke(app, [*base, "--mode", "fine-tune", "--unfreeze-from", "nope"])
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.output
+    assert "--unfreeze-from 'nope': no layer of vgg16" in bad.stderr
+    file = runner.invoke(app, [*base, "--features", str(features)])
+    assert file.exit_code == 2 and len(file.stderr.strip().splitlines()) == 1, file.output
+    assert f"--features {features} is not a folder" in file.stderr
+    assert not out.exists()

@@ -26,9 +26,11 @@ def evaluate(
         classification: Confusion matrix and ROC curve for the KFP UI.
         report: The self-contained HTML report.
     """
+    from catsdogs.components.common import quiet
     from catsdogs.components.evaluate import core
     from catsdogs.components.evaluate.metrics import thin_roc
 
+    quiet.install()
     result = core.evaluate(model.path, data.path, evaluation.path, report_path=report.path)
     for name, value in result.scalars.items():
         metrics.log_metric(name, value)

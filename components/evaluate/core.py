@@ -2,7 +2,8 @@
 
 Outputs, in the evaluation folder (local or gs://):
 
-    evaluation.json  accuracy, loss, precision, recall, f1, roc_auc, confusion matrix, ROC curve,
+    evaluation.json  accuracy and its Wilson 95% interval (accuracy_ci_low, accuracy_ci_high),
+                     loss, precision, recall, f1, roc_auc, confusion matrix, ROC curve,
                      plus the identity of the model and of the test split it was measured on
     confusion.png    the confusion matrix (rows = true class, columns = predicted class)
     roc.png          the ROC curve with its AUC
@@ -33,6 +34,10 @@ REPORT_FILE = "report.html"
 
 class EvaluationError(errors.CatsdogsError, FileNotFoundError):
     """An evaluation folder that holds no evaluation.json."""
+
+
+class InvalidEvaluationError(errors.CatsdogsError, ValueError):
+    """An evaluation.json that is not a JSON object (damaged, or not written by ``evaluate``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +170,12 @@ def evaluate(
         OutputConflictError: ``output_uri`` holds the evaluation of another model or test split.
     """
     config = config or EvaluateConfig()
+    if not str(output_uri).strip():
+        raise errors.SettingsError(
+            f"The output location is empty ({output_uri!r}). Pass --output a folder or "
+            "gs://bucket/prefix to write the evaluation to."
+        )
+    storage.check_folder(output_uri, "--output")
     manifest = records.load_manifest(data_uri)
     classes = list(manifest.classes)
     if len(classes) != 2:
@@ -235,6 +246,7 @@ def load_evaluation(evaluation_uri: str) -> dict[str, Any]:
 
     Raises:
         EvaluationError: The folder has no evaluation.json.
+        InvalidEvaluationError: evaluation.json is not a JSON object (the message names it).
     """
     uri = storage.join(evaluation_uri, model_dir.EVALUATION_FILE)
     if not storage.exists(uri):
@@ -242,5 +254,15 @@ def load_evaluation(evaluation_uri: str) -> dict[str, Any]:
             f"{evaluation_uri} has no {model_dir.EVALUATION_FILE}; point --evaluation at the "
             "output folder of `catsdogs evaluate`."
         )
-    evaluation: dict[str, Any] = json.loads(storage.read_text(uri))
+    try:
+        evaluation = json.loads(storage.read_text(uri))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidEvaluationError(
+            f"{uri} is not valid JSON ({error}). Run `catsdogs evaluate` again to rewrite it."
+        ) from error
+    if not isinstance(evaluation, dict):
+        raise InvalidEvaluationError(
+            f"{uri} holds {type(evaluation).__name__}, expected a JSON object. Run `catsdogs "
+            "evaluate` again to rewrite it."
+        )
     return evaluation

@@ -2,16 +2,46 @@
 
 The positive class is ``classes[1]`` ("dog"). Degenerate cases follow the usual conventions: a
 ratio with a zero denominator is 0, and ROC AUC is ``None`` when only one class is present.
+Accuracy comes with its Wilson score 95% interval (``accuracy_ci_low``, ``accuracy_ci_high``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 EPSILON = 1e-7  # keras.backend.epsilon(): the clip binary cross-entropy uses
-SCALARS = ("accuracy", "loss", "precision", "recall", "f1", "roc_auc")
+SCALARS = (
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "loss",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+)
+Z_95 = 1.959963984540054  # the standard normal quantile of 0.975
+
+
+def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% with the default ``z``).
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible near 0 and 1: on
+    1,000 test images it is about +-2.5 points at 80% accuracy and +-0.9 at 98%.
+
+    Raises:
+        ValueError: ``total`` is below 1 or ``successes`` is not in ``[0, total]``.
+    """
+    if total < 1 or not 0 <= successes <= total:
+        raise ValueError(f"Need 0 <= successes <= total and total >= 1, got {successes}/{total}.")
+    share = successes / total
+    denominator = 1.0 + z * z / total
+    centre = (share + z * z / (2 * total)) / denominator
+    half = z / denominator * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -65,7 +95,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 def binary_metrics(
     labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5
 ) -> dict[str, Any]:
-    """Accuracy, loss, precision, recall, F1, ROC AUC, confusion matrix and ROC curve.
+    """Accuracy (+ Wilson 95% interval), loss, precision, recall, F1, ROC AUC, confusion, ROC.
 
     Args:
         labels: True class per image, 0 or 1 (1 is the positive class).
@@ -92,8 +122,11 @@ def binary_metrics(
     clipped = np.clip(scores, EPSILON, 1.0 - EPSILON)
     loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1.0 - clipped))
     fpr, tpr, thresholds = roc_curve(labels, scores)
+    low, high = wilson_interval(true_pos + true_neg, len(labels))
     return {
         "accuracy": _ratio(true_pos + true_neg, len(labels)),
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
         "loss": float(loss),
         "precision": precision,
         "recall": recall,

@@ -1,4 +1,4 @@
-"""KFP wrapper of train_scratch: the seed's convnet, trained from scratch with augmentation."""
+"""KFP wrapper of train_scratch: a convnet (the seed's by default) trained from scratch."""
 
 from catsdogs.components.common.config import image
 from kfp import dsl
@@ -13,21 +13,27 @@ def train_scratch(
     model: Output[Model],
     metrics: Output[Metrics],
     curves: Output[HTML],
+    architecture: str = "seed",
     epochs: int = 100,
+    steps_per_epoch: int = 0,
+    augmentation: str = "seed",
     batch_size: int = 32,
     learning_rate: float = 1e-4,
     seed: int = 1337,
     checkpoint_dir: str = "",
     require_gpu: bool = False,
 ) -> float:
-    """Train the seed's convnet on a prepared dataset; returns the best validation accuracy.
+    """Train a convnet from scratch on a prepared dataset; returns the best validation accuracy.
 
     Args:
         data: Output of prepare_dataset.
         model: MODEL_DIR: model.keras, history.json, metrics.json, curves.png, run.json.
         metrics: Final and best validation figures, epochs run, training time.
         curves: Training vs validation accuracy and loss, as an HTML page.
-        epochs: Passes over the training split.
+        architecture: seed (the seed's convnet) or xception-mini (residual, batch norm).
+        epochs: Passes over the training split (or of steps_per_epoch batches).
+        steps_per_epoch: Training batches per epoch (the book: 100); 0: one pass.
+        augmentation: seed (the seed's ImageDataGenerator) or strong (shear up to 11.5 degrees).
         batch_size: Images per step.
         learning_rate: RMSprop learning rate.
         seed: Seed for weights, shuffling and augmentation.
@@ -35,11 +41,16 @@ def train_scratch(
             empty: inside the model folder.
         require_gpu: Fail at once without a GPU.
     """
+    from catsdogs.components.common import quiet
     from catsdogs.components.common.training.run import log_kfp_outputs
     from catsdogs.components.train_scratch import core
 
+    quiet.install()
     settings = core.ScratchSettings(
+        architecture=architecture,
         epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        augmentation=augmentation,
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,

@@ -43,9 +43,11 @@ def train_transfer(
             retry resumes and a rerun with another head skips the backbone; empty: none kept.
         require_gpu: Fail at once without a GPU.
     """
+    from catsdogs.components.common import quiet
     from catsdogs.components.common.training.run import log_kfp_outputs
     from catsdogs.components.train_transfer import core
 
+    quiet.install()
     settings = core.TransferSettings(
         backbone=backbone,
         weights=weights,

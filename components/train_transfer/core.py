@@ -5,9 +5,13 @@
   then train only the head on them. The saved model is still the full model: backbone + head.
 - ``frozen`` (the seed's recipe, Deep Learning with Python ch. 5): the frozen backbone inside the
   model, trained end to end with the scratch trainer's augmentation.
-- ``fine-tune``: ``frozen``, then unfreeze the last block (``block5`` for VGG16) and continue at a
-  low learning rate; batch norm layers stay in inference mode (the backbone is always called with
-  ``training=False`` and its BatchNormalization layers stay frozen).
+- ``fine-tune``: ``frozen`` (or, with ``start_from``, a finished ``features``/``frozen`` model,
+  so that phase is not run again), then unfreeze the last block (``block5`` for VGG16) and
+  continue at a low learning rate; batch norm layers stay in inference mode (the backbone is
+  always called with ``training=False`` and its BatchNormalization layers stay frozen). No
+  learning-rate warm-up: the head is trained before the block is unfrozen, so the first
+  fine-tuning steps see no large gradients of a random head, which is what a warm-up guards
+  against.
 
 Every model: raw RGB pixels [0, 255] -> [augmentation, training only] -> ``<backbone>_preprocess``
 (the backbone's ``preprocess_input`` as a frozen 1x1 convolution) -> backbone (nested model named
@@ -23,16 +27,17 @@ The features cache is ``features``.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from catsdogs.components.common import config, storage
+from catsdogs.components.common import config, model_dir, storage
 from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.common.training.augmentation import (
     augmentation_layers,
     copy_weights_by_name,
 )
-from catsdogs.components.common.training.checkpoint import Log, print_log
+from catsdogs.components.common.training.checkpoint import FitResult, Log, print_log
 from catsdogs.components.common.training.data import default_datasets
 from catsdogs.components.common.training.run import (
     RunContext,
@@ -83,6 +88,10 @@ class TransferSettings(TrainingSettings):
         unfreeze_from: Name prefix of the first backbone layer to unfreeze; ``""`` picks the
             backbone's last block (VGG16 ``block5``, MobileNetV2 ``block_16``, ResNet50
             ``conv5_block3``); required for other backbones.
+        start_from: ``fine-tune`` only: a MODEL_DIR (local or gs://) of a finished ``features``
+            or ``frozen`` run of the same backbone, image size and pooling; fine-tuning starts
+            from its trained head instead of running the frozen phase again. ``""``: train the
+            frozen phase first.
     """
 
     backbone: str = "vgg16"
@@ -97,6 +106,7 @@ class TransferSettings(TrainingSettings):
     fine_tune_epochs: int = 10
     fine_tune_learning_rate: float = 1e-5
     unfreeze_from: str = ""
+    start_from: str = ""
 
     def __post_init__(self) -> None:
         spec = backbones.backbone_spec(self.backbone)
@@ -120,6 +130,11 @@ class TransferSettings(TrainingSettings):
         if self.mode == "fine-tune" and self.fine_tune_epochs < 1:
             raise SettingsError("fine_tune_epochs must be at least 1 in fine-tune mode, got 0.")
         check_learning_rate("fine_tune_learning_rate", self.fine_tune_learning_rate)
+        if self.start_from and self.mode != "fine-tune":
+            raise SettingsError(
+                f"start_from is for fine-tune mode only (mode is {self.mode!r}): drop "
+                "--start-from, or pass --mode fine-tune."
+            )
         if not self.weights:
             raise SettingsError(
                 "weights must be 'imagenet', 'none' or a path / gs:// URI of a notop .h5 file, "
@@ -209,7 +224,11 @@ def build_model(
     height, width = settings.image_size
     backbones.set_trainable(backbone, None)
     inputs = keras.Input(shape=(height, width, 3), name="image")
-    x = augmentation_layers(settings.seed)(inputs) if augment else inputs
+    x = (
+        augmentation_layers(settings.seed, kind=settings.augmentation)(inputs)
+        if augment
+        else inputs
+    )
     x = _backbone_part(x, backbone, settings)
     if head is None:
         head = build_head(tuple(x.shape[1:]), settings)
@@ -305,15 +324,21 @@ def _fit_on_images(context: RunContext, settings: TransferSettings, backbone: An
     """``frozen``: the whole model on (augmented) images; ``fine-tune``: then the last block too."""
     extra: dict[str, Any] = {"backbone": settings.backbone, "mode": settings.mode}
     phase = "frozen" if settings.mode == "fine-tune" else ""
+    start = start_model(settings, backbone) if settings.start_from else None
     with context.train_and_val() as (folder, manifest):
         train, val = default_datasets(folder, manifest, settings)
-        result = context.fit(
-            lambda: build_model(backbone, settings, augment=settings.augment),
-            train,
-            val,
-            phase=phase,
-        )
-        epochs = settings.epochs
+        if start is None:
+            result = context.fit(
+                lambda: build_model(backbone, settings, augment=settings.augment),
+                train,
+                val,
+                phase=phase,
+            )
+            epochs = settings.epochs
+        else:
+            context.log(f"Starting from the finished model in {settings.start_from}.")
+            result, epochs = start, len(next(iter(start.history.values()), []))
+            extra["start_from"] = settings.start_from
         if settings.mode == "fine-tune":
             context.log(
                 f"Fine-tuning from {settings.unfreeze_from or settings.spec.unfreeze_from}."
@@ -336,6 +361,48 @@ def _fit_on_images(context: RunContext, settings: TransferSettings, backbone: An
             )
             epochs += settings.fine_tune_epochs
     return Trained(inference_model(result.model, settings), result, epochs, extra)
+
+
+def start_model(settings: TransferSettings, backbone: Any) -> FitResult:
+    """``start_from``'s finished model as the result of the frozen phase (which is not rerun).
+
+    The model is rebuilt (with the augmentation, for training) and takes the weights of every
+    layer of the finished one; its history.json, when there, starts the run's history.
+
+    Raises:
+        ModelError: ``start_from`` holds no loadable model.keras.
+        SettingsError: That model is not a transfer model of this backbone and shape.
+    """
+    start = model_dir.load_model(settings.start_from)
+    model = build_model(backbone, settings, augment=settings.augment)
+    try:
+        for layer in model.layers:
+            if layer.name != "augmentation":
+                layer.set_weights(start.get_layer(layer.name).get_weights())
+    except ValueError as error:
+        raise SettingsError(
+            f"--start-from {settings.start_from}: its model.keras is not a {settings.backbone} "
+            f"transfer model of image size {settings.image_size} and pooling "
+            f"{settings.resolved_pooling} ({str(error).splitlines()[0]}). Pass the output of a "
+            "features or frozen run with the same backbone, image size and pooling."
+        ) from error
+    history_uri = storage.join(settings.start_from, model_dir.HISTORY_FILE)
+    history = json.loads(storage.read_text(history_uri)) if storage.exists(history_uri) else {}
+    return FitResult(model, history, 0, 0.0, False)
+
+
+def check_unfreeze_from(settings: TransferSettings) -> None:
+    """Fine-tuning: check before any work that ``unfreeze_from`` names a layer of the backbone.
+
+    The backbone is built without weights for that, unless its own last block is used.
+
+    Raises:
+        SettingsError: No layer name starts with the prefix, or the backbone has no default.
+    """
+    if settings.mode != "fine-tune" or (settings.spec.unfreeze_from and not settings.unfreeze_from):
+        return
+    backbone, _ = load_backbone(settings, random=True)
+    backbones.unfreeze_index(backbone, settings.spec, settings.unfreeze_from)
 
 
 def train_transfer(
@@ -365,10 +432,15 @@ def train_transfer(
     Raises:
         DatasetError: no manifest, missing split, shard checksum mismatch.
         backbones.WeightsError: ImageNet weights not downloadable (offline), wrong weights file.
-        OutputConflictError: the output or checkpoint folder holds a different run.
+        OutputConflictError: the output or checkpoint folder holds a different run, or
+            ``features`` is a file.
+        SettingsError: ``settings.unfreeze_from`` names no backbone layer (checked first).
         GpuRequiredError: ``require_gpu`` without a GPU.
     """
     settings = settings or TransferSettings()
+    check_unfreeze_from(settings)
+    if features:
+        storage.check_folder(features, "--features")
     return run_training(
         kind=KIND,
         data=data,

@@ -1,9 +1,18 @@
 """The seed's ImageDataGenerator augmentation as Keras layers, and exporting a model without them.
 
 ``augmentation_layers`` is the one augmentation both trainers use (inside the model, or mapped
-over batches with XLA). ``RandomAffine`` and ``RandomShearX`` are registered Keras layers, defined
-on first use so importing this module stays light. ``copy_weights_by_name`` builds the model that
-model.keras holds: the trained one without its training-only layers.
+over batches with XLA), in one of ``AUGMENTATIONS``:
+
+- ``seed``: exactly what Keras 2's ``ImageDataGenerator(rotation_range=40, width_shift_range=0.2,
+  height_shift_range=0.2, shear_range=0.2, zoom_range=0.2, horizontal_flip=True,
+  fill_mode='nearest')`` does: ``apply_affine_transform`` reads ``shear_range`` in degrees, so the
+  shear is at most 0.2 degrees (invisible).
+- ``strong``: the same with a real shear, up to asin(0.2) = 11.5 degrees either way (a row offset
+  of 0.2 pixel per pixel: what the seed's ``shear_range=0.2`` was presumably meant to do).
+
+``RandomAffine`` and ``RandomShearX`` are registered Keras layers, defined on first use so
+importing this module stays light. ``copy_weights_by_name`` builds the model that model.keras
+holds: the trained one without its training-only layers.
 """
 
 from __future__ import annotations
@@ -12,32 +21,49 @@ import functools
 import math
 from typing import Any
 
+from catsdogs.components.common.errors import SettingsError
 
-def augmentation_layers(seed: int, name: str = "augmentation", *, fused: bool = True) -> Any:
+AUGMENTATIONS = ("seed", "strong")
+# Maximum shear in degrees of each augmentation (ImageDataGenerator's shear_range unit).
+SHEAR_DEGREES = {"seed": 0.2, "strong": math.degrees(math.asin(0.2))}
+
+
+def check_augmentation(value: str) -> None:
+    """Raise SettingsError unless ``value`` is one of ``AUGMENTATIONS``."""
+    if value not in AUGMENTATIONS:
+        raise SettingsError(
+            f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {value!r}."
+        )
+
+
+def augmentation_layers(
+    seed: int, name: str = "augmentation", *, kind: str = "seed", fused: bool = True
+) -> Any:
     """The seed's ImageDataGenerator augmentation as one Keras layer (active only in training).
 
-    Same strengths as ``ImageDataGenerator(rotation_range=40, width_shift_range=0.2,
-    height_shift_range=0.2, shear_range=0.2, zoom_range=0.2, horizontal_flip=True,
-    fill_mode='nearest')``: rotation up to 40 degrees either way, shifts up to 20% of the width and
-    height, shear along x up to 0.2 either way (ImageDataGenerator reads 0.2 as degrees, which is
-    hardly visible; we use the strength its docs suggest), zoom in or out up to 20% along each
-    axis independently, random horizontal flip, nearest fill. Works on float or uint8 batches
-    ``[N, H, W, 3]`` (also inside a tf.data map); with ``training=False`` it is the identity.
+    Rotation up to 40 degrees either way, shifts up to 20% of the height and width, shear up to
+    ``SHEAR_DEGREES[kind]``, zoom in or out up to 20% along each axis independently, random
+    horizontal flip, nearest fill. Works on float or uint8 batches ``[N, H, W, 3]`` (also inside a
+    tf.data map); with ``training=False`` it is the identity.
 
     Args:
         seed: Seed of the random transforms.
         name: Name of the returned layer.
+        kind: ``seed`` or ``strong`` (see the module docstring).
         fused: One ``RandomAffine`` layer composing all five transforms into a single resampling
-            per image (as ImageDataGenerator does; about 4x faster), or, when False, the chain of
+            per image, as ImageDataGenerator does (about 4x faster), or, when False, the chain of
             Keras layers RandomRotation, RandomTranslation, RandomShear, RandomZoom, RandomFlip
-            (one resampling each).
+            (one resampling each, shear factor 0.2 as ``strong``; for the benchmark).
     """
     import keras
 
+    check_augmentation(kind)
     fill = "nearest"
     if fused:
         affine = random_affine_class()
-        return keras.Sequential([affine(seed=seed, name="random_affine")], name=name)
+        return keras.Sequential(
+            [affine(shear=SHEAR_DEGREES[kind], seed=seed, name="random_affine")], name=name
+        )
     shear = random_shear_class()
     return keras.Sequential(
         [
@@ -48,6 +74,72 @@ def augmentation_layers(seed: int, name: str = "augmentation", *, fused: bool = 
             keras.layers.RandomFlip("horizontal", seed=seed + 4),
         ],
         name=name,
+    )
+
+
+def keras2_transforms(
+    theta: Any,
+    shift_rows: Any,
+    shift_cols: Any,
+    shear: Any,
+    zoom_rows: Any,
+    zoom_cols: Any,
+    flip: Any,
+    height: Any,
+    width: Any,
+) -> Any:
+    """Per-image ``ImageProjectiveTransformV3`` parameters of Keras 2's ``apply_transform``.
+
+    Keras 2 (``keras_preprocessing.image.apply_affine_transform``) maps each output pixel
+    ``(row, col)`` to the input point ``M (row, col, 1)`` with ``M = C R(theta) T(shift_rows,
+    shift_cols) S(shear) Z(zoom_rows, zoom_cols) C^-1`` in (row, col) coordinates, where
+    ``S = [[1, -sin(shear)], [0, cos(shear)]]`` and ``C`` moves the origin to ``(height / 2 + 0.5,
+    width / 2 + 0.5)`` (its centre convention), then flips the result left-right when ``flip``.
+    Angles are in degrees, shifts in pixels; every argument but ``height`` and ``width`` has one
+    value per image.
+
+    Returns:
+        float32 ``[N, 8]``: the output-to-input maps in (x = col, y = row) coordinates.
+    """
+    import tensorflow as tf
+
+    theta = tf.cast(theta, tf.float32) * (math.pi / 180.0)
+    shear = tf.cast(shear, tf.float32) * (math.pi / 180.0)
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    zoom_rows, zoom_cols = tf.cast(zoom_rows, tf.float32), tf.cast(zoom_cols, tf.float32)
+    shift_rows, shift_cols = tf.cast(shift_rows, tf.float32), tf.cast(shift_cols, tf.float32)
+    # Linear part R S Z and translation R t, in (row, col) coordinates.
+    m00, m01 = cos * zoom_rows, -(cos * tf.sin(shear) + sin * tf.cos(shear)) * zoom_cols
+    m10, m11 = sin * zoom_rows, (cos * tf.cos(shear) - sin * tf.sin(shear)) * zoom_cols
+    t0 = cos * shift_rows - sin * shift_cols
+    t1 = sin * shift_rows + cos * shift_cols
+    centre_r = tf.cast(height, tf.float32) / 2.0 + 0.5
+    centre_c = tf.cast(width, tf.float32) / 2.0 + 0.5
+    b0 = centre_r + t0 - m00 * centre_r - m01 * centre_c
+    b1 = centre_c + t1 - m10 * centre_r - m11 * centre_c
+    # Flipping the output left-right: col -> (width - 1) - col.
+    last_col = tf.cast(width, tf.float32) - 1.0
+    flip = tf.cast(flip, tf.bool)
+    b0 = tf.where(flip, b0 + m01 * last_col, b0)
+    b1 = tf.where(flip, b1 + m11 * last_col, b1)
+    m01, m11 = tf.where(flip, -m01, m01), tf.where(flip, -m11, m11)
+    zeros = tf.zeros_like(m00)
+    # x_in = m11 x + m10 y + b1 ; y_in = m01 x + m00 y + b0
+    return tf.stack([m11, m10, b1, m01, m00, b0, zeros, zeros], axis=1)
+
+
+def apply_transforms(images: Any, transforms: Any, fill_mode: str = "nearest") -> Any:
+    """Resample ``images`` [N, H, W, C] bilinearly with per-image ``transforms`` [N, 8]."""
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(images, tf.float32),
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode=fill_mode.upper(),
     )
 
 
@@ -63,16 +155,16 @@ def random_affine_class() -> Any:
 
     @keras.saving.register_keras_serializable(package="catsdogs")
     class RandomAffine(keras.layers.Layer):  # type: ignore[misc]
-        """Random rotation, shift, shear, zoom and horizontal flip in one bilinear resampling.
+        """ImageDataGenerator's random rotation, shift, shear, zoom and flip in one resampling.
 
-        Per image: the output-to-input pixel map ``centre + shift + R(angle) Sh(shear) Z(zx, zy)
-        F (p - centre)``, as ImageDataGenerator.apply_affine_transform composes it; points outside
-        the image take the nearest edge pixel (``fill_mode``). Identity unless ``training``.
+        Draws the parameters as ``ImageDataGenerator.get_random_transform`` does and applies them
+        as its ``apply_transform`` (``keras2_transforms``), bilinear, points outside the image
+        taking the nearest edge pixel (``fill_mode``). Identity unless ``training``.
 
         Args:
-            rotation: Maximum rotation in degrees, either way.
-            shift: Maximum shift as a fraction of width (x) and height (y), either way.
-            shear: Maximum shear along x (x offset per unit of y), either way.
+            rotation: Maximum rotation in degrees, either way (``rotation_range``).
+            shift: Maximum shift as a fraction of height and width, either way.
+            shear: Maximum shear in degrees, either way (``shear_range``, read as Keras 2 does).
             zoom: Zoom factors drawn from [1 - zoom, 1 + zoom], independently per axis.
             horizontal_flip: Flip half of the images left-right.
             fill_mode: ``nearest``, ``reflect``, ``wrap`` or ``constant`` (zeros).
@@ -103,8 +195,7 @@ def random_affine_class() -> Any:
                 return images
             images = tf.convert_to_tensor(images)
             shape = tf.shape(images)
-            count = shape[0]
-            height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+            count, height, width = shape[0], shape[1], shape[2]
             offsets = iter(range(8))
 
             def draw(low: float = 0.0, high: float = 1.0) -> Any:
@@ -112,32 +203,17 @@ def random_affine_class() -> Any:
                 seed = None if self.seed is None else self.seed + offset
                 return tf.random.uniform([count], low, high, seed=seed)
 
-            angle = draw(-self.rotation, self.rotation) * (math.pi / 180.0)
-            shift_x = draw(-self.shift, self.shift) * width
-            shift_y = draw(-self.shift, self.shift) * height
+            theta = draw(-self.rotation, self.rotation)
+            shift_rows = draw(-self.shift, self.shift) * tf.cast(height, tf.float32)
+            shift_cols = draw(-self.shift, self.shift) * tf.cast(width, tf.float32)
             shear = draw(-self.shear, self.shear)
-            zoom_x = draw(1.0 - self.zoom, 1.0 + self.zoom)
-            zoom_y = draw(1.0 - self.zoom, 1.0 + self.zoom)
-            flip = tf.ones_like(angle)
-            if self.horizontal_flip:
-                flip = tf.where(draw() < 0.5, -1.0, 1.0)
-            cos, sin = tf.cos(angle), tf.sin(angle)
-            # A = R(angle) @ [[1, shear], [0, 1]] @ diag(zoom_x * flip, zoom_y)
-            a00, a01 = cos * zoom_x * flip, (cos * shear - sin) * zoom_y
-            a10, a11 = sin * zoom_x * flip, (sin * shear + cos) * zoom_y
-            centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-            b0 = centre_x + shift_x - a00 * centre_x - a01 * centre_y
-            b1 = centre_y + shift_y - a10 * centre_x - a11 * centre_y
-            zeros = tf.zeros_like(a00)
-            transforms = tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
-            out = tf.raw_ops.ImageProjectiveTransformV3(
-                images=tf.cast(images, tf.float32),
-                transforms=transforms,
-                output_shape=shape[1:3],
-                fill_value=0.0,
-                interpolation="BILINEAR",
-                fill_mode=self.fill_mode.upper(),
+            zoom_rows = draw(1.0 - self.zoom, 1.0 + self.zoom)
+            zoom_cols = draw(1.0 - self.zoom, 1.0 + self.zoom)
+            flip = draw() < 0.5 if self.horizontal_flip else tf.zeros([count], tf.bool)
+            transforms = keras2_transforms(
+                theta, shift_rows, shift_cols, shear, zoom_rows, zoom_cols, flip, height, width
             )
+            out = apply_transforms(images, transforms, self.fill_mode)
             return tf.cast(out, self.compute_dtype)
 
         def compute_output_shape(self, input_shape: Any) -> Any:

@@ -9,6 +9,7 @@ A rerun of the same command resumes after the last completed epoch.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from catsdogs.components.common import storage
+from catsdogs.components.common import storage, tempdirs
 from catsdogs.components.common.errors import OutputConflictError
 from catsdogs.components.common.model_dir import MODEL_FILE, RUN_FILE
 from catsdogs.components.common.training.augmentation import (
@@ -27,6 +28,7 @@ from catsdogs.components.common.training.settings import TrainingSettings, descr
 
 STATE_FILE = "state.json"
 CHECKPOINT_SUBDIR = ".checkpoint"
+OUTPUT_FIX = "Free some space there, or choose an --output (or --checkpoint-dir) on a larger disk."
 
 Log = Callable[[str], None]
 
@@ -93,13 +95,10 @@ def claim_output(output: str, identity: dict[str, Any], run_record: dict[str, An
     status = output_status(output, identity)
     if status != "new":
         return status
-    record = dict(run_record, identity=identity)
+    text = json.dumps(dict(run_record, identity=identity), indent=2, sort_keys=True)
     try:
-        storage.write_text(
-            storage.join(output, RUN_FILE),
-            json.dumps(record, indent=2, sort_keys=True),
-            if_absent=True,
-        )
+        with storage.disk_full(output, RUN_FILE, len(text), OUTPUT_FIX):
+            storage.write_text(storage.join(output, RUN_FILE), text, if_absent=True)
     except storage.AlreadyExistsError:  # another process claimed it first
         return claim_output(output, identity, run_record)
     return "new"
@@ -169,7 +168,7 @@ def fit_resumable(
     if state is not None:
         random_shear_class()  # registered before loading a model that uses them
         random_affine_class()
-        with tempfile.TemporaryDirectory(prefix="catsdogs-ckpt-") as tmp:
+        with tempdirs.temporary("checkpoint") as tmp:
             local = Path(tmp, MODEL_FILE)
             storage.download_file(storage.join(checkpoint, state["model_file"]), local)
             model = keras.models.load_model(local)
@@ -236,10 +235,7 @@ def _save_checkpoint(
     """Model (with optimizer state) first, then state.json pointing at it, then the old model."""
     name = f"model-epoch-{epoch:05d}.keras"
     previous = _load_state(checkpoint, identity)
-    with tempfile.TemporaryDirectory(prefix="catsdogs-ckpt-") as tmp:
-        local = Path(tmp, MODEL_FILE)
-        model.save(local)
-        storage.upload_file(local, storage.join(checkpoint, name))
+    save_model(model, checkpoint, name)
     state = {
         "epoch": epoch,
         "history": history,
@@ -248,9 +244,28 @@ def _save_checkpoint(
         "model_file": name,
         "stopped_early": stopped,
     }
-    storage.write_text(storage.join(checkpoint, STATE_FILE), json.dumps(state, indent=1))
+    text = json.dumps(state, indent=1)
+    with storage.disk_full(checkpoint, STATE_FILE, len(text), OUTPUT_FIX):
+        storage.write_text(storage.join(checkpoint, STATE_FILE), text)
     if previous is not None and previous["model_file"] != name:
         storage.delete(storage.join(checkpoint, previous["model_file"]))
+
+
+def save_model(model: Any, folder: str, name: str) -> None:
+    """Save ``model`` as ``folder/name`` (a .keras file): staged in TMPDIR, then copied atomically.
+
+    Raises:
+        StorageError: TMPDIR's or ``folder``'s disk filled up; no partial file is left behind.
+    """
+    variables = [*model.weights, *getattr(getattr(model, "optimizer", None), "variables", [])]
+    needed = 4 * sum(math.prod(variable.shape) for variable in variables)  # float32 each
+    with tempdirs.temporary("model") as tmp:
+        local = tmp / MODEL_FILE
+        staging = tempfile.gettempdir()
+        with storage.disk_full(staging, f"{name} before copying it", needed, storage.TMPDIR_FIX):
+            model.save(local)
+        with storage.disk_full(folder, name, local.stat().st_size, OUTPUT_FIX):
+            storage.upload_file(local, storage.join(folder, name))
 
 
 def delete_checkpoint(checkpoint: str) -> None:
