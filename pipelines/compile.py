@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from catsdogs.components.common.errors import SettingsError
-from catsdogs.pipelines.pipeline import PipelineOptions, build_pipeline
+from catsdogs.pipelines.options import PipelineOptions
+from catsdogs.pipelines.pipeline import build_pipeline
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 

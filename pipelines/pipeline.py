@@ -36,10 +36,9 @@ kfp is imported inside functions (house rule: importing this module stays cheap)
 """
 
 import dataclasses
-import re
 from typing import TYPE_CHECKING, Any
 
-from catsdogs.components.common.errors import SettingsError
+from catsdogs.pipelines.options import PipelineOptions
 
 if TYPE_CHECKING:
     from kfp.dsl import PipelineTask
@@ -47,119 +46,6 @@ if TYPE_CHECKING:
 
 PIPELINE_NAME = "catsdogs"
 TRAINERS = ("both", "scratch", "transfer")
-
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|K|M|G|T|Ki|Mi|Gi|Ti)?$")
-_LABEL = re.compile(r"^([a-zA-Z0-9.-]+/)?[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$")
-# A Kubernetes extended resource name, ``domain/name`` (the driver writes it verbatim as a limit).
-_RESOURCE = re.compile(
-    r"^(?=.{1,253}/)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
-    r"/[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$"
-)
-_SECONDS = re.compile(r"^[0-9]+s$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Toleration:
-    """A Kubernetes toleration for the GPU tasks (``key[=value]:effect``)."""
-
-    key: str
-    value: str = ""
-    effect: str = "NoSchedule"
-
-    def __post_init__(self) -> None:
-        if not _LABEL.match(self.key):
-            raise SettingsError(f"toleration key must be a Kubernetes label key, got {self.key!r}.")
-        if self.effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-            raise SettingsError(
-                f"toleration effect must be NoSchedule, PreferNoSchedule or NoExecute, "
-                f"got {self.effect!r}."
-            )
-
-    @classmethod
-    def parse(cls, text: str) -> "Toleration":
-        """Parse ``key[=value][:effect]``, e.g. ``nvidia.com/gpu=present:NoSchedule``."""
-        rest, _, effect = text.partition(":")
-        key, _, value = rest.partition("=")
-        if not key:
-            raise SettingsError(
-                f"Expected a toleration as key[=value][:effect], got {text!r}; "
-                "e.g. --toleration nvidia.com/gpu=present:NoSchedule."
-            )
-        return cls(key=key, value=value, effect=effect or "NoSchedule")
-
-
-def parse_node_selector(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """Parse ``label=value`` pairs, e.g. ``cloud.google.com/gke-accelerator=nvidia-l4``."""
-    pairs = []
-    for item in items:
-        label, sep, value = item.partition("=")
-        if not sep or not _LABEL.match(label) or not value:
-            raise SettingsError(
-                f"Expected a node selector as label=value, got {item!r}; "
-                "e.g. --node-selector cloud.google.com/gke-accelerator=nvidia-l4."
-            )
-        pairs.append((label, value))
-    return tuple(pairs)
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineOptions:
-    """Compile-time settings: where tasks run and what they request (not pipeline parameters).
-
-    Raises:
-        SettingsError: A value is out of range or not a Kubernetes quantity.
-    """
-
-    accelerator_type: str = "nvidia.com/gpu"
-    accelerator_count: int = 1
-    gpu_cpu_request: str = "4"
-    gpu_memory_request: str = "16G"
-    cpu_request: str = "2"
-    memory_request: str = "8G"
-    node_selector: tuple[tuple[str, str], ...] = ()
-    tolerations: tuple[Toleration, ...] = ()
-    retries: int = 3
-    backoff_duration: str = "60s"
-    backoff_factor: int = 2
-    backoff_max_duration: str = "86400s"
-    local: bool = False
-
-    def __post_init__(self) -> None:
-        domain = self.accelerator_type.partition("/")[0]
-        if not _RESOURCE.match(self.accelerator_type) or domain.endswith("kubernetes.io"):
-            raise SettingsError(
-                f"accelerator_type must be a Kubernetes extended resource name (domain/name, e.g. "
-                f"nvidia.com/gpu or amd.com/gpu), got {self.accelerator_type!r}; keep "
-                "nvidia.com/gpu and pick the GPU model with --node-selector "
-                "cloud.google.com/gke-accelerator=nvidia-l4."
-            )
-        if not 1 <= self.accelerator_count <= 16:
-            raise SettingsError(
-                f"accelerator_count must be between 1 and 16, got {self.accelerator_count}."
-            )
-        for name in ("gpu_cpu_request", "gpu_memory_request", "cpu_request", "memory_request"):
-            if not _QUANTITY.match(getattr(self, name)):
-                raise SettingsError(
-                    f"{name} must be a Kubernetes quantity such as 4, 500m or 16G, "
-                    f"got {getattr(self, name)!r}."
-                )
-        if not 0 <= self.retries <= 10:
-            raise SettingsError(f"retries must be between 0 and 10, got {self.retries}.")
-        for name in ("backoff_duration", "backoff_max_duration"):
-            if not _SECONDS.match(getattr(self, name)):
-                raise SettingsError(
-                    f"{name} must be whole seconds like 60s, got {getattr(self, name)!r}."
-                )
-        # Argo parses the factor as an integer (retryStrategy.backoff.factor).
-        if isinstance(self.backoff_factor, bool) or not isinstance(self.backoff_factor, int):
-            raise SettingsError(
-                f"backoff_factor must be a whole number (Argo reads it as one), "
-                f"got {self.backoff_factor!r}."
-            )
-        if not 1 <= self.backoff_factor <= 10:
-            raise SettingsError(
-                f"backoff_factor must be between 1 and 10, got {self.backoff_factor}."
-            )
 
 
 def _light(func: Any) -> Any:
@@ -185,6 +71,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     from catsdogs.components.prepare_dataset.component import prepare_dataset
     from catsdogs.components.promote.component import promote as promote_component
     from catsdogs.components.render_activations.component import render_activations
+    from catsdogs.components.serve.component import export_and_deploy
     from catsdogs.components.train_scratch.component import train_scratch
     from catsdogs.components.train_transfer.component import train_transfer
     from catsdogs.pipelines import steps
@@ -259,6 +146,9 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
         learning_rate: float,
         seed: int,
         checkpoint_dir: str,
+        architecture: str,
+        augmentation: str,
+        steps_per_epoch: int,
     ) -> Trained:
         trained = on_gpu(
             train_scratch(
@@ -267,6 +157,9 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                 batch_size=batch_size,
                 learning_rate=learning_rate,
                 seed=seed,
+                architecture=architecture,
+                augmentation=augmentation,
+                steps_per_epoch=steps_per_epoch,
                 checkpoint_dir=checkpoint_dir,
                 require_gpu=require_gpu,
             ),
@@ -308,10 +201,12 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
         data: Input[Dataset],
         champion_uri: str,
         margin: float,
+        serving_uri: str,
+        service_name: str,
     ) -> None:
         on_gpu(render_activations(model=model, data=data), "render activations")
         with dsl.If(champion_uri != "", name="champion-set"):
-            on_cpu(
+            gate = on_cpu(
                 promote_component(
                     model=model,
                     evaluation=evaluation,
@@ -321,6 +216,21 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                 ),
                 "champion gate",
             )
+            with dsl.If(serving_uri != "", name="serving-set"):
+                with dsl.If(gate.output == True, name="promoted"):  # noqa: E712
+                    on_cpu(
+                        export_and_deploy(
+                            champion_uri=champion_uri,
+                            serving_uri=serving_uri,
+                            name=service_name,
+                            gpus=opts.serving_gpus,
+                            cpu=opts.serving_cpu,
+                            memory=opts.serving_memory,
+                            runtime_version=opts.serving_runtime_version,
+                            dry_run=opts.local,
+                        ),
+                        "export and deploy",
+                    )
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -334,6 +244,9 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
         seed: int = default["seed"],
         trainers: str = default["trainers"],
         scratch_epochs: int = default["scratch_epochs"],
+        scratch_architecture: str = default["scratch_architecture"],
+        scratch_augmentation: str = default["scratch_augmentation"],
+        scratch_steps_per_epoch: int = default["scratch_steps_per_epoch"],
         transfer_epochs: int = default["transfer_epochs"],
         batch_size: int = default["batch_size"],
         learning_rate: float = default["learning_rate"],
@@ -343,6 +256,8 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
         champion_uri: str = default["champion_uri"],
         margin: float = default["margin"],
         checkpoint_root: str = default["checkpoint_root"],
+        serving_uri: str = default["serving_uri"],
+        service_name: str = default["service_name"],
     ) -> None:
         """Dogs vs cats: prepare, train from scratch and by transfer, evaluate, render.
 
@@ -356,6 +271,12 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
             trainers: Which trainers run: both (the better model is rendered and promoted),
                 scratch or transfer.
             scratch_epochs: Epochs of the CNN trained from scratch.
+            scratch_architecture: The CNN trained from scratch: seed (the book's convnet) or
+                xception-mini (a small residual net with separable convolutions).
+            scratch_augmentation: seed (exactly ImageDataGenerator with the book's arguments)
+                or strong (the same with an 11-degree shear).
+            scratch_steps_per_epoch: Batches per scratch epoch (the book: 100); 0 means one
+                pass over the training split.
             transfer_epochs: Epochs of the transfer model's head.
             batch_size: Batch size of both trainers.
             learning_rate: Learning rate of the CNN trained from scratch.
@@ -367,6 +288,10 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
             margin: Test accuracy a challenger must beat the champion by to be promoted.
             checkpoint_root: gs:// prefix for per-epoch checkpoints, so that a retried
                 (pre-empted) trainer resumes; empty: no checkpoints.
+            serving_uri: gs:// prefix for the champion's SavedModel versions; when set, a
+                promotion exports the new champion there and creates or updates the KServe
+                InferenceService; empty: no export, no deployment.
+            service_name: Name of the KServe InferenceService the champion is deployed as.
         """
         fingerprint = named(
             fingerprint_op(source=source, trainers=trainers), "fingerprint source"
@@ -398,6 +323,9 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                 learning_rate=learning_rate,
                 seed=seed,
                 checkpoint_dir=checkpoints.outputs["scratch"],
+                architecture=scratch_architecture,
+                augmentation=scratch_augmentation,
+                steps_per_epoch=scratch_steps_per_epoch,
             )
 
         def transfer() -> Any:
@@ -419,6 +347,8 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                 data=data,
                 champion_uri=champion_uri,
                 margin=margin,
+                serving_uri=serving_uri,
+                service_name=service_name,
             )
 
         with dsl.If(trainers == "both", name="both-trainers"):

@@ -354,7 +354,7 @@ def check_cluster_arguments(arguments: dict[str, Any]) -> None:
 
     Raises:
         SourceError: The source is a local path.
-        SettingsError: The champion, checkpoint root or weights file is a local path.
+        SettingsError: The champion, checkpoint root, serving URI or weights file is a local path.
     """
     source = str(arguments.get("source", ""))
     if not source.startswith(("gs://", "https://", "http://")):
@@ -368,7 +368,7 @@ def check_cluster_arguments(arguments: dict[str, Any]) -> None:
             f"weights {weights!r} is a local path the pods cannot read: use imagenet (baked into "
             "the image) or a gs://BUCKET/....h5 file."
         )
-    for name in ("champion_uri", "checkpoint_root"):
+    for name in ("champion_uri", "checkpoint_root", "serving_uri"):
         value = str(arguments.get(name) or "")
         if value and not value.startswith("gs://"):
             raise SettingsError(

@@ -399,7 +399,8 @@ def test_local_paths_are_mounted_at_the_same_path(tmp_path: Path) -> None:
 def test_check_image_refuses_tasks_from_another_image() -> None:
     from catsdogs.components.common import config
     from catsdogs.pipelines import docker_runner
-    from catsdogs.pipelines.pipeline import PipelineOptions, build_pipeline
+    from catsdogs.pipelines.options import PipelineOptions
+    from catsdogs.pipelines.pipeline import build_pipeline
 
     pipeline = build_pipeline(PipelineOptions(local=True))
     docker_runner.check_image(pipeline, config.image())

@@ -16,7 +16,7 @@ from catsdogs.components.common import config
 from catsdogs.pipelines import steps
 from catsdogs.pipelines.compile import check_image, compile_pipeline
 from catsdogs.pipelines.local_run import RunParameters
-from catsdogs.pipelines.pipeline import PipelineOptions, Toleration, parse_node_selector
+from catsdogs.pipelines.options import PipelineOptions, Toleration, parse_node_selector
 from typer.testing import CliRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "pipeline.yaml"

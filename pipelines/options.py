@@ -1,0 +1,137 @@
+"""Compile-time settings of the pipeline: where tasks run and what they request.
+
+These are not pipeline parameters (those are the ``@dsl.pipeline`` function's arguments): they are
+fixed when the pipeline is compiled (``catsdogs compile --accelerator-count 2 ...``).
+"""
+
+import dataclasses
+import re
+
+from catsdogs.components.common.errors import SettingsError
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|K|M|G|T|Ki|Mi|Gi|Ti)?$")
+_LABEL = re.compile(r"^([a-zA-Z0-9.-]+/)?[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$")
+# A Kubernetes extended resource name, ``domain/name`` (the driver writes it verbatim as a limit).
+_RESOURCE = re.compile(
+    r"^(?=.{1,253}/)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+    r"/[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$"
+)
+_SECONDS = re.compile(r"^[0-9]+s$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Toleration:
+    """A Kubernetes toleration for the GPU tasks (``key[=value]:effect``)."""
+
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+    def __post_init__(self) -> None:
+        if not _LABEL.match(self.key):
+            raise SettingsError(f"toleration key must be a Kubernetes label key, got {self.key!r}.")
+        if self.effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise SettingsError(
+                f"toleration effect must be NoSchedule, PreferNoSchedule or NoExecute, "
+                f"got {self.effect!r}."
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> "Toleration":
+        """Parse ``key[=value][:effect]``, e.g. ``nvidia.com/gpu=present:NoSchedule``."""
+        rest, _, effect = text.partition(":")
+        key, _, value = rest.partition("=")
+        if not key:
+            raise SettingsError(
+                f"Expected a toleration as key[=value][:effect], got {text!r}; "
+                "e.g. --toleration nvidia.com/gpu=present:NoSchedule."
+            )
+        return cls(key=key, value=value, effect=effect or "NoSchedule")
+
+
+def parse_node_selector(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Parse ``label=value`` pairs, e.g. ``cloud.google.com/gke-accelerator=nvidia-l4``."""
+    pairs = []
+    for item in items:
+        label, sep, value = item.partition("=")
+        if not sep or not _LABEL.match(label) or not value:
+            raise SettingsError(
+                f"Expected a node selector as label=value, got {item!r}; "
+                "e.g. --node-selector cloud.google.com/gke-accelerator=nvidia-l4."
+            )
+        pairs.append((label, value))
+    return tuple(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """Compile-time settings: where tasks run and what they request (not pipeline parameters).
+
+    Raises:
+        SettingsError: A value is out of range or not a Kubernetes quantity.
+    """
+
+    accelerator_type: str = "nvidia.com/gpu"
+    accelerator_count: int = 1
+    gpu_cpu_request: str = "4"
+    gpu_memory_request: str = "16G"
+    cpu_request: str = "2"
+    memory_request: str = "8G"
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    retries: int = 3
+    backoff_duration: str = "60s"
+    backoff_factor: int = 2
+    backoff_max_duration: str = "86400s"
+    # The InferenceService's predictor (the deploy step after a promotion, when serving_uri is set).
+    serving_gpus: int = 0
+    serving_cpu: str = "1"
+    serving_memory: str = "2Gi"
+    serving_runtime_version: str = ""
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        domain = self.accelerator_type.partition("/")[0]
+        if not _RESOURCE.match(self.accelerator_type) or domain.endswith("kubernetes.io"):
+            raise SettingsError(
+                f"accelerator_type must be a Kubernetes extended resource name (domain/name, e.g. "
+                f"nvidia.com/gpu or amd.com/gpu), got {self.accelerator_type!r}; keep "
+                "nvidia.com/gpu and pick the GPU model with --node-selector "
+                "cloud.google.com/gke-accelerator=nvidia-l4."
+            )
+        if not 1 <= self.accelerator_count <= 16:
+            raise SettingsError(
+                f"accelerator_count must be between 1 and 16, got {self.accelerator_count}."
+            )
+        if not 0 <= self.serving_gpus <= 8:
+            raise SettingsError(f"serving_gpus must be between 0 and 8, got {self.serving_gpus}.")
+        for name in (
+            "gpu_cpu_request",
+            "gpu_memory_request",
+            "cpu_request",
+            "memory_request",
+            "serving_cpu",
+            "serving_memory",
+        ):
+            if not _QUANTITY.match(getattr(self, name)):
+                raise SettingsError(
+                    f"{name} must be a Kubernetes quantity such as 4, 500m or 16G, "
+                    f"got {getattr(self, name)!r}."
+                )
+        if not 0 <= self.retries <= 10:
+            raise SettingsError(f"retries must be between 0 and 10, got {self.retries}.")
+        for name in ("backoff_duration", "backoff_max_duration"):
+            if not _SECONDS.match(getattr(self, name)):
+                raise SettingsError(
+                    f"{name} must be whole seconds like 60s, got {getattr(self, name)!r}."
+                )
+        # Argo parses the factor as an integer (retryStrategy.backoff.factor).
+        if isinstance(self.backoff_factor, bool) or not isinstance(self.backoff_factor, int):
+            raise SettingsError(
+                f"backoff_factor must be a whole number (Argo reads it as one), "
+                f"got {self.backoff_factor!r}."
+            )
+        if not 1 <= self.backoff_factor <= 10:
+            raise SettingsError(
+                f"backoff_factor must be between 1 and 10, got {self.backoff_factor}."
+            )
