@@ -20,14 +20,15 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import gcs
+from catsdogs.components.common import gcs, tempdirs
 from catsdogs.components.common.errors import (
     AlreadyExistsError,
     OutputConflictError,
@@ -45,9 +46,11 @@ __all__ = [
     "OutputConflictError",
     "PreconditionFailedError",
     "StorageError",
+    "TMPDIR_FIX",
     "check_folder",
     "copy",
     "delete",
+    "disk_full",
     "download_dir",
     "download_file",
     "exists",
@@ -78,6 +81,41 @@ def join(base: str | os.PathLike[str], *parts: str) -> str:
             out += "/" + part.strip("/")
         return out
     return str(Path(base, *parts))
+
+
+TMPDIR_FIX = "Free some space there, or set TMPDIR to a folder on a larger disk."
+
+
+@contextlib.contextmanager
+def disk_full(
+    folder: str | os.PathLike[str], what: str, needed: int | None, fix: str
+) -> Iterator[None]:
+    """Turn "no space left on device" (or over quota) inside the block into one line.
+
+    Args:
+        folder: The local folder being written to (gs:// errors pass through unchanged).
+        what: What was being written, for the message.
+        needed: Bytes the write needs, if known.
+        fix: The sentence that tells the user what to do.
+
+    Raises:
+        StorageError: ENOSPC or EDQUOT inside the block, naming ``folder``, ``needed`` and the
+            free space.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or is_gcs(folder):
+            raise
+        existing = Path(folder)
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        free = shutil.disk_usage(existing).free / 1e6
+        amount = f"about {needed / 1e6:,.1f} MB" if needed else "more space"
+        raise StorageError(
+            f"No space left on the disk of {folder} while writing {what}: it needs {amount}, "
+            f"{free:,.1f} MB are free. {fix}"
+        ) from error
 
 
 def check_folder(uri: str | os.PathLike[str], option: str) -> None:
@@ -327,9 +365,9 @@ def local_dir(uri: str | os.PathLike[str]) -> Iterator[Path]:
     if not is_gcs(uri):
         yield Path(uri)
         return
-    with tempfile.TemporaryDirectory(prefix="catsdogs-") as tmp:
+    with tempdirs.temporary("download") as tmp:
         download_dir(uri, tmp)
-        yield Path(tmp)
+        yield tmp
 
 
 @contextlib.contextmanager
@@ -340,6 +378,6 @@ def output_dir(uri: str | os.PathLike[str]) -> Iterator[Path]:
         Path(uri).mkdir(parents=True, exist_ok=True)
         yield Path(uri)
         return
-    with tempfile.TemporaryDirectory(prefix="catsdogs-out-") as tmp:
-        yield Path(tmp)
+    with tempdirs.temporary("upload") as tmp:
+        yield tmp
         upload_dir(tmp, uri)

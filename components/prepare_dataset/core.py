@@ -12,17 +12,13 @@ The steps of ``prepare``, each in its own module:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from catsdogs.components.common import records, storage, tempdirs
-from catsdogs.components.common.errors import SourceError, StorageError
+from catsdogs.components.common.errors import SourceError
 from catsdogs.components.prepare_dataset import sources, validation
 from catsdogs.components.prepare_dataset.output import (
     check_output,
@@ -88,7 +84,7 @@ def prepare(
         return _result(output, existing, report, already_prepared=True)
     temp = tempfile.gettempdir()
     with (
-        _disk_full(temp, "the source and its validated images", None, _TMPDIR_FIX),
+        storage.disk_full(temp, "the source and its validated images", None, storage.TMPDIR_FIX),
         sources.materialize(source, fingerprint, cfg.sha256) as local,
         tempdirs.temporary("spool") as spool,
     ):
@@ -133,7 +129,10 @@ def prepare(
         assigned = assign_splits(valid, cfg, shown)
         clear_leftovers(output)
         needed = sum(outcomes[name].nbytes for items in assigned.values() for name, _ in items)
-        with output_folder(output) as folder, _disk_full(folder, "the shards", needed, _OUT_FIX):
+        with (
+            output_folder(output) as folder,
+            storage.disk_full(folder, "the shards", needed, _OUT_FIX),
+        ):
             splits = {
                 name: records.Split(
                     len(items), per_class(items), write_shards(folder, name, items, outcomes)
@@ -153,33 +152,13 @@ def prepare(
             )
             report = quality_report(manifest, found, ignored, outcomes, seconds)
             (folder / REPORT).write_text(report)
-    with _disk_full(output, "manifest.json", len(manifest.to_json()), _OUT_FIX):
+    with storage.disk_full(output, "manifest.json", len(manifest.to_json()), _OUT_FIX):
         records.write_manifest(output, manifest)  # last: only now is the folder a dataset
     _copy_report(report, report_path)
     return _result(output, manifest, report, already_prepared=False)
 
 
-_TMPDIR_FIX = "Free some space there, or set TMPDIR to a folder on a larger disk."
 _OUT_FIX = "Free some space there, or choose an --output on a larger disk."
-
-
-@contextlib.contextmanager
-def _disk_full(folder: str | Path, what: str, needed: int | None, fix: str) -> Iterator[None]:
-    """Turn "no space left on device" inside the block into one line naming the folder."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or storage.is_gcs(folder):
-            raise
-        existing = Path(folder)
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        free = shutil.disk_usage(existing).free / 1e6
-        amount = f"about {needed / 1e6:,.1f} MB" if needed else "more space"
-        raise StorageError(
-            f"No space left on the disk of {folder} while writing {what}: it needs {amount}, "
-            f"{free:,.1f} MB are free. {fix}"
-        ) from error
 
 
 def _copy_report(report: str, report_path: str | None) -> None:

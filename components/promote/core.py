@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import tempfile
 from typing import Any
 
-from catsdogs.components.common import errors, model_dir, records, storage
+from catsdogs.components.common import errors, model_dir, records, storage, tempdirs
 from catsdogs.components.evaluate.core import evaluate, load_evaluation
 from catsdogs.components.evaluate.metrics import SCALARS
 from catsdogs.components.promote import champion
@@ -80,8 +79,8 @@ def _champion_score(
     if recorded.get("test_split_sha256") == split_id:
         value = recorded.get(metric)
         return (None if value is None else float(value)), False
-    with tempfile.TemporaryDirectory(prefix="catsdogs-champion-eval-") as tmp:
-        result = evaluate(version_dir, data_uri, tmp)
+    with tempdirs.temporary("champion-eval") as tmp:
+        result = evaluate(version_dir, data_uri, str(tmp))
     value = result.metrics.get(metric)
     return (None if value is None else float(value)), True
 

@@ -24,13 +24,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from catsdogs.components.common import images, model_dir, storage
+from catsdogs.components.common import images, model_dir, storage, tempdirs
 from catsdogs.components.common.errors import ModelError, OutputConflictError, SettingsError
 from catsdogs.components.serve import signatures
 
@@ -164,7 +163,7 @@ def check_export(
     by_bytes = loaded.signatures[signatures.DEFAULT_SIGNATURE]
     by_pixels = loaded.signatures[signatures.PIXELS_SIGNATURE]
     output = signatures.probability_output(classes)
-    with tempfile.TemporaryDirectory(prefix="catsdogs-check-") as tmp:
+    with tempdirs.temporary("check") as tmp:
         files = []
         for name, data in check_images().items():
             Path(tmp, name).write_bytes(data)
@@ -232,7 +231,7 @@ def export(
             "Train it with --image-size."
         )
     classes = model_dir.model_classes(model_uri)
-    with tempfile.TemporaryDirectory(prefix="catsdogs-export-") as tmp:
+    with tempdirs.temporary("export") as tmp:
         saved_dir = Path(tmp, str(number))
         module, serving = signatures.build(model, size, classes)
         tf.saved_model.save(module, str(saved_dir), signatures=serving)

@@ -21,14 +21,13 @@ import contextlib
 import itertools
 import logging
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import model_dir, storage
+from catsdogs.components.common import model_dir, storage, tempdirs
 from catsdogs.components.common.errors import ModelError
 from catsdogs.components.serve import export, payloads
 
@@ -75,8 +74,8 @@ def version_dir(model_uri: str) -> Iterator[Path]:
             f"(catsdogs export), a version folder with {export.SAVED_MODEL_FILE}, a model folder "
             f"with {model_dir.MODEL_FILE} or a champion location (champion.json)."
         )
-    with tempfile.TemporaryDirectory(prefix="catsdogs-serve-") as tmp:
-        result = export.export(model_uri, tmp)
+    with tempdirs.temporary("serve") as tmp:
+        result = export.export(model_uri, str(tmp))
         yield Path(result.uri)
 
 
