@@ -286,8 +286,8 @@ def test_features_mode_runs_backbone_once_and_reuses_features(
     calls: list[int] = []
     real = feature_cache.extract_features
 
-    def counting(extractor, images):
-        features, labels = real(extractor, images)
+    def counting(extractor, images, **options):
+        features, labels = real(extractor, images, **options)
         calls.append(len(labels))
         return features, labels
 
