@@ -9,7 +9,8 @@ split of ../shared/data/dogs-vs-cats/train-6000, prepared into the cache on firs
    against the seed's ``ImageDataGenerator(rescale=1/255, rotation_range=40, ...)
    .flow_from_directory`` over the same images laid out in class folders. Goal >= 5x.
 2. Wall time of one training epoch, same model and augmentation strengths: ours (augmentation in
-   the model graph, tf.data input, batch 32) against the seed's (generator fed to ``model.fit``,
+   the model graph, tf.data input, batch 32; also the same model with ``--mixed-precision bf16``,
+   for CPUs with bfloat16 units) against the seed's (generator fed to ``model.fit``,
    batch 20, steps_per_epoch = images / 20, validation generator at batch 20). Goal >= 1.5x.
    Timings are interleaved (ours, seed's, ours, ...) over --rounds rounds after a warm-up round
    (graph tracing, cache filling), and the best of each is reported, so the machine's other load
@@ -217,6 +218,11 @@ def main() -> int:
             ours_train, ours_val = default_datasets(folder, manifest, settings)
             keras.utils.set_random_seed(1337)
             model = core.build_model(settings)
+            # The same model computing in bfloat16 (--mixed-precision bf16), for information.
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            keras.utils.set_random_seed(1337)
+            bf16_model = core.build_model(settings)
+            keras.mixed_precision.set_global_policy("float32")
             keras.utils.set_random_seed(1337)
             seed_model = core.build_model(core.ScratchSettings(image_size=size, augment=False))
             seed_train = ImageDataGenerator(rescale=1.0 / 255, **SEED_AUGMENTATION)
@@ -227,7 +233,8 @@ def main() -> int:
                 str(val_dir), target_size=size, batch_size=20, class_mode="binary"
             )
             ours_timer, seed_timer = EpochTimer().callback, EpochTimer().callback
-            ours_times, seed_times = [], []
+            bf16_timer = EpochTimer().callback
+            ours_times, seed_times, bf16_times = [], [], []
             for round_ in range(args.rounds + 1):  # interleaved; round 0 warms up
                 model.fit(
                     ours_train,
@@ -235,6 +242,15 @@ def main() -> int:
                     initial_epoch=round_,
                     epochs=round_ + 1,
                     callbacks=[ours_timer],
+                    shuffle=False,
+                    verbose=0,
+                )
+                bf16_model.fit(
+                    ours_train,
+                    validation_data=ours_val,
+                    initial_epoch=round_,
+                    epochs=round_ + 1,
+                    callbacks=[bf16_timer],
                     shuffle=False,
                     verbose=0,
                 )
@@ -251,22 +267,27 @@ def main() -> int:
                 if round_:
                     ours_times.append(ours_timer.times[-1])
                     seed_times.append(seed_timer.times[-1])
+                    bf16_times.append(bf16_timer.times[-1])
                     print(
                         f"  epoch round {round_}: ours {ours_times[-1]:.1f} s, "
-                        f"seed's {seed_times[-1]:.1f} s",
+                        f"ours bf16 {bf16_times[-1]:.1f} s, seed's {seed_times[-1]:.1f} s",
                         flush=True,
                     )
             ours_epoch, seed_epoch = min(ours_times), min(seed_times)
+            bf16_epoch = min(bf16_times)
             results["epoch"] = {
                 "ours_seconds": round(ours_epoch, 2),
+                "ours_bf16_seconds": round(bf16_epoch, 2),
                 "seed_seconds": round(seed_epoch, 2),
                 "speedup": round(seed_epoch / ours_epoch, 2),
+                "bf16_speedup": round(seed_epoch / bf16_epoch, 2),
                 "goal": 1.5,
             }
             print(
                 f"One epoch (train {count} + val {val_count} images): ours {ours_epoch:.1f} s, "
                 f"seed's generator {seed_epoch:.1f} s: {seed_epoch / ours_epoch:.2f}x "
-                "(goal >= 1.5x)",
+                f"(goal >= 1.5x); ours with --mixed-precision bf16 {bf16_epoch:.1f} s: "
+                f"{seed_epoch / bf16_epoch:.2f}x",
                 flush=True,
             )
     results["tensorflow"] = tf.__version__

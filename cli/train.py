@@ -18,11 +18,12 @@ _TRANSFER_IMAGE_SIZE: tuple[int, int] = TransferSettings.__dataclass_fields__["i
 
 
 class MixedPrecisionMode(enum.StrEnum):
-    """Mixed precision for the training commands: auto = on only when a GPU is present."""
+    """Mixed precision: auto = float16 only with a GPU; bf16 = bfloat16 (CPUs with bf16 units)."""
 
     auto = "auto"
     on = "on"
     off = "off"
+    bf16 = "bf16"
 
 
 class Architecture(enum.StrEnum):

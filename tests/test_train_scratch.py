@@ -420,6 +420,21 @@ def test_mixed_precision_run_saves_a_float32_output_model(tiny_dataset, tmp_path
     assert np.asarray(model(pixels)).dtype == np.float32
 
 
+def test_bf16_run_computes_in_bfloat16_and_outputs_float32(tiny_dataset, tmp_path: Path) -> None:
+    import keras
+
+    data = tiny_dataset(per_class=2, size=SIZE)
+    out = tmp_path / "model"
+    result = core.train_scratch(
+        data, str(out), core.ScratchSettings(**dict(FAST, epochs=1, mixed_precision="bf16"))
+    )
+    assert result.metrics["device"].endswith("mixed_bfloat16")
+    model = keras.models.load_model(out / "model.keras")
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    pixels = np.zeros((1, SIZE, SIZE, 3), "uint8")
+    assert np.asarray(model(pixels)).dtype == np.float32
+
+
 def test_component_interface() -> None:
     from catsdogs.components.train_scratch.component import train_scratch
 

@@ -17,7 +17,7 @@ from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.common.records import Manifest
 from catsdogs.components.common.training.augmentation import check_augmentation
 
-MIXED_PRECISION_CHOICES = ("auto", "on", "off")
+MIXED_PRECISION_CHOICES = ("auto", "on", "off", "bf16")
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 65_536
 MAX_LEARNING_RATE = 10.0
@@ -63,7 +63,8 @@ class TrainingSettings:
             ``strong`` (the same with shear up to 11.5 degrees); see ``training.augmentation``.
         steps_per_epoch: Training batches per epoch, cycling through the shuffled split (the
             book: 100 steps of 32, 1.6 passes over 2,000 images); 0: one pass over the split.
-        mixed_precision: ``"auto"`` (mixed_float16 only when a GPU is present), ``"on"``, ``"off"``.
+        mixed_precision: ``"auto"`` (mixed_float16 only when a GPU is present), ``"on"``
+            (mixed_float16), ``"off"`` or ``"bf16"`` (mixed_bfloat16, for CPUs with bf16 units).
         xla: Compile the training step with XLA (``jit_compile``).
         checkpoint_dir: Where per-epoch checkpoints go (local or gs://); ``""`` means
             ``<output>/.checkpoint``. Use a stable location on preemptible nodes.
