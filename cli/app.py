@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import typer
 from catsdogs.cli import data, evaluate, pipeline, serve, train
+from catsdogs.components.common import quiet
 from catsdogs.components.common.errors import CatsdogsError
 from typer.core import TyperGroup
 
@@ -50,5 +51,9 @@ app.add_typer(pipeline.schedule_app, name="schedule")
 
 
 def main() -> None:
-    """Entry point of the ``catsdogs`` script and of ``python -m catsdogs.cli``."""
+    """Entry point of the ``catsdogs`` script and of ``python -m catsdogs.cli``.
+
+    TensorFlow's start-up noise is filtered before any command can import it (see ``quiet``).
+    """
+    quiet.install()
     app()

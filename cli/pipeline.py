@@ -2,7 +2,7 @@
 
 The pipeline parameters' defaults come from :class:`~catsdogs.pipelines.local_run.RunParameters`
 (which reads them from the components' settings), the compile options' from
-:class:`~catsdogs.pipelines.pipeline.PipelineOptions`.
+:class:`~catsdogs.pipelines.options.PipelineOptions`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from catsdogs.components.common.errors import SettingsError
+from catsdogs.components.common import storage
+from catsdogs.components.common.errors import OutputConflictError, SettingsError
 from catsdogs.pipelines import schedule
-from catsdogs.pipelines.local_run import LOCAL_SCRATCH_EPOCHS, RUNNERS, RunParameters
-from catsdogs.pipelines.pipeline import TRAINERS, PipelineOptions
+from catsdogs.pipelines.local_run import RUNNERS, RunParameters
+from catsdogs.pipelines.options import PipelineOptions
+from catsdogs.pipelines.pipeline import TRAINERS
 from catsdogs.pipelines.submit import Target
 
 app = typer.Typer()
@@ -50,6 +52,13 @@ _Backbone = Annotated[str, typer.Option(help="keras.applications backbone (vgg16
 _Weights = Annotated[str, typer.Option(help="'imagenet' or a path to a weights .h5 file.")]
 _Mode = Annotated[str, typer.Option("--transfer-mode", help="features, frozen or fine-tune.")]
 _Champion = Annotated[str, typer.Option(help="Champion model URI; empty skips the gate.")]
+_Serving = Annotated[
+    str, typer.Option(help="gs:// prefix to export and deploy each new champion to; empty: off.")
+]
+_ServiceName = Annotated[str, typer.Option(help="KServe InferenceService name of the champion.")]
+_Architecture = Annotated[str, typer.Option(help="Scratch CNN: seed or xception-mini.")]
+_Augmentation = Annotated[str, typer.Option(help="Scratch augmentation: seed or strong.")]
+_StepsPerEpoch = Annotated[int, typer.Option(help="Scratch batches per epoch; 0: one pass.")]
 _Margin = Annotated[float, typer.Option(help="Accuracy a challenger must beat the champion by.")]
 _Checkpoints = Annotated[
     str, typer.Option(help="gs:// prefix for per-epoch checkpoints: a retried trainer resumes.")
@@ -124,6 +133,20 @@ def _package(package: Path | None) -> Iterator[Path]:
         yield compile_pipeline(Path(folder) / "catsdogs.yaml")
 
 
+def _check_output_file(output: Path) -> None:
+    """Refuse a ``compile --output`` that is a folder or lies below a file, saying what to give."""
+    if output.is_dir():
+        raise OutputConflictError(
+            f"--output {output} is a folder; give the YAML file to write, e.g. "
+            f"--output {output / 'catsdogs.yaml'}."
+        )
+    existing = next((parent for parent in output.parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputConflictError(
+            f"--output {output} lies below {existing}, which is a file; choose another path."
+        )
+
+
 @app.command("compile")
 def compile_command(
     output: Annotated[Path, typer.Option(help="Where to write the compiled pipeline YAML.")],
@@ -133,10 +156,13 @@ def compile_command(
     toleration: _Toleration = None,
     retries: _Retries = _OPTIONS.retries,
     backoff_max_duration: _BackoffMax = _OPTIONS.backoff_max_duration,
+    serving_gpus: Annotated[
+        int, typer.Option(help="GPUs per replica of the deployed InferenceService (0: CPU).")
+    ] = _OPTIONS.serving_gpus,
 ) -> None:
     """Compile the pipeline for a cluster (GPU requests, retries; image must be pinned)."""
     from catsdogs.pipelines.compile import compile_pipeline
-    from catsdogs.pipelines.pipeline import Toleration, parse_node_selector
+    from catsdogs.pipelines.options import Toleration, parse_node_selector
 
     options = PipelineOptions(
         accelerator_type=accelerator_type,
@@ -145,7 +171,9 @@ def compile_command(
         tolerations=tuple(Toleration.parse(item) for item in toleration or []),
         retries=retries,
         backoff_max_duration=backoff_max_duration,
+        serving_gpus=serving_gpus,
     )
+    _check_output_file(output)
     path = compile_pipeline(output, options)
     typer.echo(f"Compiled pipeline: {path}")
 
@@ -161,7 +189,10 @@ def run_command(
     test_per_class: _TestPer = _RUN["test_per_class"],
     seed: _Seed = _RUN["seed"],
     trainers: _Trainers = _DEFAULT_TRAINERS,
-    scratch_epochs: _ScratchEpochs = LOCAL_SCRATCH_EPOCHS,
+    scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
+    scratch_architecture: _Architecture = _RUN["scratch_architecture"],
+    scratch_augmentation: _Augmentation = _RUN["scratch_augmentation"],
+    scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
     transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
     batch_size: _Batch = _RUN["batch_size"],
     learning_rate: _LearningRate = _RUN["learning_rate"],
@@ -171,6 +202,8 @@ def run_command(
     champion_uri: _Champion = _RUN["champion_uri"],
     margin: _Margin = _RUN["margin"],
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
+    serving_uri: _Serving = _RUN["serving_uri"],
+    service_name: _ServiceName = _RUN["service_name"],
     runner: Annotated[
         Runner,
         typer.Option(help="subprocess: tasks use this install; docker: every task in the image."),
@@ -181,16 +214,18 @@ def run_command(
 ) -> None:
     """Run the whole pipeline on this machine with KFP's local runner (kfp.local).
 
-    By default the book's split (1000/500/500 photos per class), a CPU budget of scratch epochs
-    (the cluster trains 100) and VGG16 in features mode: about 10 minutes on 2 CPU cores. The
-    console shows each task's start, end and progress; its whole log is <task>/task.log beside
-    its artifacts. The run ends with each model's test accuracy and 95% interval, the winner, the
-    champion gate, the time per step and links to the reports.
+    The defaults are the pipeline's: the book's split (1000/500/500 photos per class), the
+    recipe's scratch epochs and VGG16 in features mode. Without a GPU, `make run` trains a CPU
+    budget of scratch epochs instead (about 10 minutes on 2 cores in all). The console shows each
+    task's start, end and progress; its whole log is <task>/task.log beside its artifacts. The
+    run ends with each model's test accuracy and 95% interval, the winner, the champion gate, the
+    time per step and links to the reports.
     """
     values = dict(locals())
     from catsdogs.pipelines.local_run import run_local
 
     output, runner, image = values.pop("output"), values.pop("runner"), values.pop("image")
+    storage.check_folder(output, "--output")
     run = run_local(_run_parameters(**values), output, runner=runner.value, image=image)
     typer.echo(run.summary())
 
@@ -204,6 +239,9 @@ def submit_command(
     seed: _Seed = _RUN["seed"],
     trainers: _Trainers = _DEFAULT_TRAINERS,
     scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
+    scratch_architecture: _Architecture = _RUN["scratch_architecture"],
+    scratch_augmentation: _Augmentation = _RUN["scratch_augmentation"],
+    scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
     transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
     batch_size: _Batch = _RUN["batch_size"],
     learning_rate: _LearningRate = _RUN["learning_rate"],
@@ -213,6 +251,8 @@ def submit_command(
     champion_uri: _Champion = _RUN["champion_uri"],
     margin: _Margin = _RUN["margin"],
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
+    serving_uri: _Serving = _RUN["serving_uri"],
+    service_name: _ServiceName = _RUN["service_name"],
     package: _Package = None,
     host: _Host = None,
     namespace: _Namespace = None,
@@ -255,6 +295,9 @@ def schedule_create_command(
     seed: _Seed = _RUN["seed"],
     trainers: _Trainers = _DEFAULT_TRAINERS,
     scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
+    scratch_architecture: _Architecture = _RUN["scratch_architecture"],
+    scratch_augmentation: _Augmentation = _RUN["scratch_augmentation"],
+    scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
     transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
     batch_size: _Batch = _RUN["batch_size"],
     learning_rate: _LearningRate = _RUN["learning_rate"],
@@ -264,6 +307,8 @@ def schedule_create_command(
     champion_uri: _Champion = _RUN["champion_uri"],
     margin: _Margin = _RUN["margin"],
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
+    serving_uri: _Serving = _RUN["serving_uri"],
+    service_name: _ServiceName = _RUN["service_name"],
     package: _Package = None,
     host: _Host = None,
     namespace: _Namespace = None,

@@ -1,0 +1,220 @@
+"""The ending of ``catsdogs run``: what each model scored, which won, where the reports are.
+
+Read from the run folder that kfp.local wrote (``<output>/kfp/<run>/<task>/``): each evaluation's
+``evaluation.json`` (its model folder, ``train-<trainer>[-N]``, names the trainer), pick-better's and the champion gate's
+outputs, the champion pointer, the reports. The run folder also gets an ``index.html`` that links
+every report, so one command opens them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import math
+import os
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from catsdogs.components.common.model_dir import EVALUATION_FILE, METRICS_FILE
+from catsdogs.pipelines.local_console import format_seconds
+
+INDEX_FILE = "index.html"
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(accuracy: float, count: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default).
+
+    Args:
+        accuracy: The observed proportion of correct answers.
+        count: How many answers it is measured on.
+        z: The normal quantile of the confidence level.
+
+    Returns:
+        ``(low, high)``; ``(0, 1)`` when ``count`` is 0.
+    """
+    if count <= 0:
+        return 0.0, 1.0
+    z2 = z * z
+    denominator = 1 + z2 / count
+    center = (accuracy + z2 / (2 * count)) / denominator
+    half = z * math.sqrt(accuracy * (1 - accuracy) / count + z2 / (4 * count * count))
+    return max(0.0, center - half / denominator), min(1.0, center + half / denominator)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelScore:
+    """One trained model's test result."""
+
+    trainer: str  # "scratch" or "transfer"
+    accuracy: float
+    low: float
+    high: float
+    count: int
+    epochs: int
+    evaluation_report: Path
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _output(run_dir: Path, task: str) -> Any:
+    """A task's ``Output`` parameter (None when the task did not run)."""
+    record = _json(run_dir / task / "executor_output.json") or {}
+    return record.get("parameterValues", {}).get("Output")
+
+
+def _tasks(run_dir: Path, prefix: str) -> list[Path]:
+    """``prefix``, ``prefix-2``... task folders, in that order."""
+    found = [p for p in run_dir.glob(f"{prefix}*") if p.is_dir()]
+    return sorted(
+        (p for p in found if p.name == prefix or p.name[len(prefix) + 1 :].isdigit()),
+        key=lambda p: (len(p.name), p.name),
+    )
+
+
+def model_scores(run_dir: Path) -> list[ModelScore]:
+    """Each evaluated model's score, best first."""
+    scores = []
+    for task in _tasks(run_dir, "evaluate"):
+        evaluation = _json(task / "evaluation" / EVALUATION_FILE)
+        if not evaluation:
+            continue
+        model = Path(evaluation["model"])
+        accuracy, count = float(evaluation["accuracy"]), int(evaluation["test_count"])
+        if "accuracy_ci_low" in evaluation:
+            low, high = float(evaluation["accuracy_ci_low"]), float(evaluation["accuracy_ci_high"])
+        else:
+            low, high = wilson_interval(accuracy, count)
+        metrics = _json(model / METRICS_FILE) or {}
+        scores.append(
+            ModelScore(
+                trainer=re.sub(r"-\d+$", "", model.parent.name.removeprefix("train-")),
+                accuracy=accuracy,
+                low=low,
+                high=high,
+                count=count,
+                epochs=int(metrics.get("epochs_run", 0)),
+                evaluation_report=task / "evaluation" / "report.html",
+            )
+        )
+    return sorted(scores, key=lambda s: -s.accuracy)
+
+
+def _html_copy(report: Path) -> Path:
+    """``report`` under a ``.html`` name (a hard link beside it), so browsers render it."""
+    if report.suffix == ".html":
+        return report
+    named = report.with_name(report.name + ".html")
+    if not named.exists():
+        try:
+            os.link(report, named)
+        except OSError:
+            named.write_bytes(report.read_bytes())
+    return named
+
+
+def _champion_line(run_dir: Path, champion_uri: str, better: str) -> str:
+    promote = next(
+        (t for t in _tasks(run_dir, "promote") if _output(run_dir, t.name) is not None), None
+    )
+    if not champion_uri or promote is None:
+        return (
+            "Champion: none set (--champion-uri DIR keeps the best model as a versioned champion)."
+        )
+    pointer = _json(Path(champion_uri) / "champion.json") if "://" not in champion_uri else None
+    held = f"v{pointer['version']:04d} (accuracy {pointer['score']:.3f})" if pointer else "it"
+    if _output(run_dir, promote.name):
+        return f"Champion: {better} promoted; {champion_uri} now holds {held}."
+    return f"Champion: {better} not promoted; the champion at {champion_uri} stays {held}."
+
+
+def write_index(run_dir: Path, scores: list[ModelScore], reports: list[tuple[str, Path]]) -> Path:
+    """Write ``<run>/index.html``: the scores and a link to every report."""
+    rows = "".join(
+        f"<tr><td>{s.trainer}</td><td>{s.accuracy:.3f}</td><td>{s.low:.3f} - {s.high:.3f}</td>"
+        f"<td>{s.count}</td><td>{s.epochs}</td></tr>"
+        for s in scores
+    )
+    links = "".join(
+        f'<li><a href="{html.escape(str(path.relative_to(run_dir)))}">{html.escape(name)}</a></li>'
+        for name, path in reports
+    )
+    page = (
+        f"<!doctype html><meta charset=utf-8><title>catsdogs run {run_dir.name}</title>"
+        f"<h1>catsdogs run {html.escape(run_dir.name)}</h1>"
+        "<table border=1 cellpadding=4><tr><th>model</th><th>test accuracy</th>"
+        f"<th>95% interval</th><th>test photos</th><th>epochs</th></tr>{rows}</table>"
+        f"<h2>Reports</h2><ul>{links}</ul>"
+    )
+    index = run_dir / INDEX_FILE
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def summarize(
+    run_dir: Path,
+    seconds: dict[str, float],
+    *,
+    wall_seconds: float,
+    champion_uri: str,
+    recipe_scratch_epochs: int,
+    budget_scratch_epochs: int,
+) -> str:
+    """The run's ending, as text (and ``<run>/index.html`` written).
+
+    Args:
+        run_dir: The run folder kfp.local wrote.
+        seconds: How long each task took, by task name, in the order they ran.
+        wall_seconds: How long the whole run took.
+        champion_uri: The champion location the run was given ("" for none).
+        recipe_scratch_epochs: The scratch CNN's full recipe (the cluster's default), for the hint
+            shown when a run trained fewer epochs.
+        budget_scratch_epochs: A CPU budget of scratch epochs, for the hint shown when a run left
+            the scratch CNN out.
+    """
+    scores = model_scores(run_dir)
+    better = _output(run_dir, "pick-better") or (scores[0].trainer if scores else "")
+    lines = [f"Run finished in {format_seconds(wall_seconds)}: {run_dir.name}", ""]
+    if scores:
+        lines.append(f"Test accuracy on {scores[0].count} test photos (95% Wilson interval):")
+    for score in scores:
+        mark = "  <- better" if score.trainer == better and len(scores) > 1 else ""
+        chance = "  not better than chance (the interval holds 0.5)" if score.low <= 0.5 else ""
+        epochs = f"{score.epochs} epoch{'' if score.epochs == 1 else 's'}"
+        lines.append(
+            f"  {score.trainer:<9} {score.accuracy:.3f}  [{score.low:.3f}, {score.high:.3f}]"
+            f"  {epochs}{mark}{chance}"
+        )
+        if score.trainer == "scratch" and 0 < score.epochs < recipe_scratch_epochs:
+            lines.append(
+                f"{'':12}{epochs} of the recipe's {recipe_scratch_epochs}, a CPU budget: "
+                f"--scratch-epochs {recipe_scratch_epochs} trains it all (best on a GPU)."
+            )
+    if scores and not any(s.trainer == "scratch" for s in scores):
+        lines.append(
+            f"  No scratch CNN in this run: --trainers both --scratch-epochs {budget_scratch_epochs}"
+            f" adds it (~25 s an epoch on 2 CPU cores; the recipe: {recipe_scratch_epochs})."
+        )
+    if scores:
+        lines.append(_champion_line(run_dir, champion_uri, better))
+    steps = ", ".join(f"{task} {format_seconds(s)}" for task, s in seconds.items())
+    lines += textwrap.wrap(
+        f"Time per step: {steps}.", width=100, subsequent_indent="  ", break_on_hyphens=False
+    )
+    reports = [(f"evaluation, {s.trainer}", s.evaluation_report) for s in scores]
+    for task in _tasks(run_dir, "render-activations"):
+        if (task / "report").is_file():
+            reports.append((f"activations, {better}", _html_copy(task / "report")))
+    if reports:
+        lines.append("Reports:")
+        width = max(len(name) for name, _ in reports)
+        lines += [f"  {name:<{width}}  {path.resolve().as_uri()}" for name, path in reports]
+        index = write_index(run_dir, scores, reports)
+        lines.append(f"Open them all: python3 -m webbrowser {index.resolve().as_uri()}")
+    lines.append(f"Artifacts under {run_dir} (each task's log: <task>/task.log)")
+    return "\n".join(lines)
