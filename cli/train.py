@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from catsdogs.components.train_scratch.core import ScratchSettings
-from catsdogs.components.train_transfer.core import TransferSettings
+from catsdogs.components.train_transfer.settings import TransferSettings
 
 app = typer.Typer()
 _SCRATCH = ScratchSettings()

@@ -38,7 +38,7 @@ from catsdogs.components.common.errors import CatsdogsError, SettingsError, Sour
 from catsdogs.components.prepare_dataset.settings import PrepareConfig
 from catsdogs.components.promote.core import PromoteConfig
 from catsdogs.components.train_scratch.core import ScratchSettings
-from catsdogs.components.train_transfer.core import TransferSettings
+from catsdogs.components.train_transfer.settings import TransferSettings
 from catsdogs.pipelines import docker_runner, local_console, run_summary
 from catsdogs.pipelines.options import PipelineOptions
 from catsdogs.pipelines.pipeline import TRAINERS, build_pipeline

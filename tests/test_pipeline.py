@@ -321,7 +321,7 @@ def test_component_literals_equal_the_settings() -> None:
     from catsdogs.components.train_scratch.component import train_scratch
     from catsdogs.components.train_scratch.core import ScratchSettings
     from catsdogs.components.train_transfer.component import train_transfer
-    from catsdogs.components.train_transfer.core import TransferSettings
+    from catsdogs.components.train_transfer.settings import TransferSettings
 
     as_setting = {"channels": render.parse_channels}  # a KFP string for a tuple
     for component, settings in (

@@ -22,7 +22,7 @@ from catsdogs.components.common.training.data import input_pipeline
 from catsdogs.components.common.training.device import global_batch_size
 
 if TYPE_CHECKING:
-    from catsdogs.components.train_transfer.core import TransferSettings
+    from catsdogs.components.train_transfer.settings import TransferSettings
 
 FEATURES_FILE = "features.json"
 FEATURES_FORMAT = 1
