@@ -59,8 +59,8 @@ bench-gpu: ## One GPU run: VGG16 features of 25,000 images, the seed's CNN (1 an
 accuracy-gpu: ## the whole issue-14 accuracy table (test + new data, Wilson CI), ~10 min on one H200; SMOKE=1: CPU smoke
 	$(BIN)/python benchmarks/accuracy_gpu.py
 
-accuracy-scratch: ## train_scratch on the 1000/500/500 split of train-6000, test accuracy (ACCURACY_SCRATCH_EPOCHS=100; resumable)
-	$(BIN)/python benchmarks/accuracy_scratch.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --epochs $(ACCURACY_SCRATCH_EPOCHS)
+accuracy-scratch: ## one scratch candidate on the book's split + ids 2000-2999, Wilson CIs (ACCURACY_SCRATCH_EPOCHS=100, ACCURACY_SCRATCH_ARGS=; resumable)
+	$(BIN)/python benchmarks/accuracy_scratch.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --epochs $(ACCURACY_SCRATCH_EPOCHS) $(ACCURACY_SCRATCH_ARGS)
 
 .PHONY: bench-evaluate
 bench: bench-evaluate
