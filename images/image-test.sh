@@ -178,7 +178,10 @@ run_pipeline() {
     echo "${finished:-no line: Pipeline 'catsdogs' finished with status ...}"
     [[ $finished == *"Pipeline 'catsdogs' finished with status SUCCESS"* ]] \
         || die "the pipeline run did not finish with status SUCCESS (log above)."
-    find "$WORK/pipeline/kfp" -path '*render-activations*' -type f -size +0 | grep -q . \
+    # -print -quit: find stops at the first match (grep -q would close the pipe early, and
+    # pipefail would then count find's SIGPIPE as a failure).
+    find "$WORK/pipeline/kfp" -path '*render-activations*' -name '*.html' -size +0 -print -quit \
+        | grep -q . \
         || die "the pipeline run wrote no activation report."
 }
 
