@@ -41,7 +41,7 @@ def score(model, dataset: str, image_size: tuple[int, int]) -> dict[str, float]:
         right = total = 0
         for images, labels in pipe:
             predicted = np.asarray(model(images, training=False)).reshape(-1) >= 0.5
-            right += int(np.sum(predicted == (np.asarray(labels) == 1)))
+            right += int(np.sum(predicted == (np.asarray(labels).reshape(-1) == 1)))
             total += len(predicted)
     low, high = wilson_interval(right, total)
     return {"accuracy": right / total, "low": low, "high": high, "images": total}
