@@ -17,8 +17,10 @@ import json
 import re
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback_server import LoopbackServer
 
 PATH = re.compile(
     r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<namespace>[^/]+)/inferenceservices/(?P<name>[^/]+)$"
@@ -159,20 +161,11 @@ class _Handler(BaseHTTPRequestHandler):
     )
 
 
-class RecordingServer:
+class RecordingServer(LoopbackServer):
     """Start with ``with RecordingServer() as server:``; ``server.url``, ``server.state``."""
 
     def __init__(self) -> None:
         self.state = State()
-        handler = type("Handler", (_Handler,), {"state": self.state, "lock": threading.Lock()})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(
+            type("Handler", (_Handler,), {"state": self.state, "lock": threading.Lock()})
+        )

@@ -33,12 +33,13 @@ import email.policy
 import itertools
 import json
 import re
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import yaml
+
+from tests.loopback_server import LoopbackServer
 
 API = "/apis/v2beta1"
 _PROXY = re.compile(r"^/api/v1/namespaces/([^/]+)/services/ml-pipeline:http/proxy/*(/.*)$")
@@ -518,7 +519,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise Refused(404, f"not found: {call.path}")
 
 
-class RecordingServer:
+class RecordingServer(LoopbackServer):
     """Start with ``with RecordingServer() as server:``; ``server.url``, ``server.state``.
 
     Args:
@@ -528,15 +529,4 @@ class RecordingServer:
 
     def __init__(self, multi_user: bool = False, version: str = "2.17.0") -> None:
         self.state = State(multi_user=multi_user, version=version)
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(type("Handler", (_Handler,), {"state": self.state}))
