@@ -74,7 +74,8 @@ def validate_image(
 
     original = (0, 0)
     try:
-        if os.path.getsize(path) == 0:
+        nbytes = os.path.getsize(path)
+        if nbytes == 0:
             return _failed("empty file (0 bytes)")
         limit = Image.MAX_IMAGE_PIXELS
         with _header_only_bomb_check(Image):
@@ -84,7 +85,7 @@ def validate_image(
             width, height = original
             if limit and width * height > limit:
                 return _failed(_bomb_reason(width, height, limit), original)
-            keep = encode and keeps_original(image, max_side, os.path.getsize(path))
+            keep = encode and keeps_original(image, max_side, nbytes)
             scale = max_side / max(width, height)
             if image.format == "JPEG" and scale < 1:
                 # DCT-domain downscale: Pillow picks the largest 1/2, 1/4, 1/8 still >= this size.
