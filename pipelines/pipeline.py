@@ -215,7 +215,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                     margin=margin,
                 ),
                 "champion gate",
-            )
+            ).set_caching_options(enable_caching=False)  # reads the champion pointer
             with dsl.If(serving_uri != "", name="serving-set"):
                 with dsl.If(gate.output == True, name="promoted"):  # noqa: E712
                     on_cpu(
@@ -230,7 +230,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                             dry_run=opts.local,
                         ),
                         "export and deploy",
-                    )
+                    ).set_caching_options(enable_caching=False)  # changes the cluster
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
