@@ -10,8 +10,8 @@ over batches with XLA), in one of ``AUGMENTATIONS``:
 - ``strong``: the same with a real shear, up to asin(0.2) = 11.5 degrees either way (a row offset
   of 0.2 pixel per pixel: what the seed's ``shear_range=0.2`` was presumably meant to do).
 
-``RandomAffine`` and ``RandomShearX`` are registered Keras layers, defined on first use so
-importing this module stays light. ``copy_weights_by_name`` builds the model that model.keras
+``RandomAffine`` is a registered Keras layer, defined on first use so importing this module stays
+light. ``copy_weights_by_name`` builds the model that model.keras
 holds: the trained one without its training-only layers.
 """
 
@@ -36,9 +36,7 @@ def check_augmentation(value: str) -> None:
         )
 
 
-def augmentation_layers(
-    seed: int, name: str = "augmentation", *, kind: str = "seed", fused: bool = True
-) -> Any:
+def augmentation_layers(seed: int, name: str = "augmentation", *, kind: str = "seed") -> Any:
     """The seed's ImageDataGenerator augmentation as one Keras layer (active only in training).
 
     Rotation up to 40 degrees either way, shifts up to 20% of the height and width, shear up to
@@ -50,30 +48,17 @@ def augmentation_layers(
         seed: Seed of the random transforms.
         name: Name of the returned layer.
         kind: ``seed`` or ``strong`` (see the module docstring).
-        fused: One ``RandomAffine`` layer composing all five transforms into a single resampling
-            per image, as ImageDataGenerator does (about 4x faster), or, when False, the chain of
-            Keras layers RandomRotation, RandomTranslation, RandomShear, RandomZoom, RandomFlip
-            (one resampling each, shear factor 0.2 as ``strong``; for the benchmark).
+
+    All five transforms are composed into one ``RandomAffine`` layer: a single resampling per
+    image, as ImageDataGenerator does (about 4x faster than the chain of Keras ``Random*`` layers
+    that ``benchmarks/bench_scratch.py`` times beside it).
     """
     import keras
 
     check_augmentation(kind)
-    fill = "nearest"
-    if fused:
-        affine = random_affine_class()
-        return keras.Sequential(
-            [affine(shear=SHEAR_DEGREES[kind], seed=seed, name="random_affine")], name=name
-        )
-    shear = random_shear_class()
+    affine = random_affine_class()
     return keras.Sequential(
-        [
-            keras.layers.RandomRotation(40 / 360, fill_mode=fill, seed=seed),
-            keras.layers.RandomTranslation(0.2, 0.2, fill_mode=fill, seed=seed + 1),
-            shear(0.2, fill_mode=fill, seed=seed + 2),
-            keras.layers.RandomZoom(0.2, 0.2, fill_mode=fill, seed=seed + 3),
-            keras.layers.RandomFlip("horizontal", seed=seed + 4),
-        ],
-        name=name,
+        [affine(shear=SHEAR_DEGREES[kind], seed=seed, name="random_affine")], name=name
     )
 
 
@@ -233,37 +218,6 @@ def random_affine_class() -> Any:
             return config
 
     return RandomAffine
-
-
-@functools.cache
-def random_shear_class() -> Any:
-    """``keras.layers.RandomShear`` along x, with a config that survives saving and loading.
-
-    Keras 3.15's RandomShear stores its factor as ``(-f, f)`` and then refuses that range when the
-    model is loaded; this subclass (registered as ``catsdogs>RandomShearX``) stores ``f`` only.
-    Defined on first use so importing this module stays light; ``fit_resumable`` calls it before
-    loading a checkpoint.
-    """
-    import keras
-
-    @keras.saving.register_keras_serializable(package="catsdogs")
-    class RandomShearX(keras.layers.RandomShear):  # type: ignore[misc]
-        """Random shear along x by up to ``factor`` of the image, either direction."""
-
-        def __init__(self, factor: float = 0.2, **kwargs: Any) -> None:
-            kwargs.pop("x_factor", None)
-            kwargs.pop("y_factor", None)
-            super().__init__(x_factor=factor, y_factor=0.0, **kwargs)
-            self.factor = factor
-
-        def get_config(self) -> dict[str, Any]:
-            config: dict[str, Any] = super().get_config()
-            config.pop("x_factor", None)
-            config.pop("y_factor", None)
-            config["factor"] = self.factor
-            return config
-
-    return RandomShearX
 
 
 def copy_weights_by_name(source: Any, target: Any) -> Any:

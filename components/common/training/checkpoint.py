@@ -22,7 +22,6 @@ from catsdogs.components.common.errors import OutputConflictError
 from catsdogs.components.common.model_dir import MODEL_FILE, RUN_FILE
 from catsdogs.components.common.training.augmentation import (
     random_affine_class,
-    random_shear_class,
 )
 from catsdogs.components.common.training.settings import TrainingSettings, describe_difference
 
@@ -166,8 +165,7 @@ def fit_resumable(
 
     state = _load_state(checkpoint, identity)
     if state is not None:
-        random_shear_class()  # registered before loading a model that uses them
-        random_affine_class()
+        random_affine_class()  # registered before loading a model that uses it
         with tempdirs.temporary("checkpoint") as tmp:
             local = Path(tmp, MODEL_FILE)
             storage.download_file(storage.join(checkpoint, state["model_file"]), local)
