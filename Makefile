@@ -12,7 +12,7 @@ OUT ?= out
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-install: ## Create .venv and install the package with its dev tools (pinned)
+install: ## Create .venv and install the package with its dev tools (direct dependencies pinned)
 	@command -v $(PYTHON) >/dev/null || { echo "Error: $(PYTHON) not found; set PYTHON=python3.x (3.11 or 3.12)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -56,7 +56,7 @@ SMOKE ?=
 bench-gpu: ## One GPU run: VGG16 features of 25,000 images, the seed's CNN (1 and 100 epochs), input vs device, vs ImageDataGenerator (SMOKE=1: tiny, CPU)
 	mkdir -p $(OUT) && $(BIN)/python benchmarks/bench_gpu.py --source $(SHARED)/data/dogs-vs-cats/train-6000 --weights $(VGG16_FILE) --output $(OUT)/bench-gpu.json $(if $(SMOKE),--smoke)
 
-accuracy-gpu: ## the whole issue-14 accuracy table (test + new data, Wilson CI), ~10 min on one H200; SMOKE=1: CPU smoke
+accuracy-gpu: ## the whole accuracy table of docs/benchmarks.md (test + new data, Wilson CI), ~10 min on one H200; SMOKE=1: CPU smoke
 	$(BIN)/python benchmarks/accuracy_gpu.py
 
 accuracy-scratch: ## one scratch candidate on the book's split + ids 2000-2999, Wilson CIs (ACCURACY_SCRATCH_EPOCHS=100, ACCURACY_SCRATCH_ARGS=; resumable)
@@ -102,7 +102,7 @@ CA_BUNDLE ?=
 comma := ,
 
 images: ## Build and push the GPU image (REGISTRY=, TAG=, ENGINE=docker|podman, WEIGHTS_DIR= when offline)
-	@case "$(TAG)" in ""|latest) echo "Error: TAG='$(TAG)'; use a version tag, never latest (e.g. TAG=0.1.1)."; exit 2;; esac
+	@case "$(TAG)" in ""|latest) echo "Error: TAG='$(TAG)'; use a version tag, never latest (e.g. TAG=0.1.0)."; exit 2;; esac
 	images/stage-context.sh build/image-context $(WEIGHTS_DIR)
 	$(ENGINE) build -f build/image-context/images/Dockerfile -t $(IMAGE) $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) build/image-context
 	$(ENGINE) push $(IMAGE)
