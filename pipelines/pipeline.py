@@ -4,7 +4,9 @@ The graph, in words::
 
     fingerprint_source (never cached)        cheap fingerprint of the source + parameter check
       -> prepare_dataset(source_fingerprint) the fingerprint is a cache-key input: new data, new key
-    checkpoint_dirs(checkpoint_root, run id) per-run checkpoint folders: a retried trainer resumes
+    checkpoint_dirs(root, data, trainer parameters, image)  folders named from what decides the
+                                             training: a retried trainer resumes, an unchanged
+                                             scheduled run keeps its cache keys
       -> trainers == "both":     scratch branch | transfer branch -> pick_better -> finish(better)
          trainers == "scratch":  scratch branch -> finish
          trainers == "transfer": transfer branch -> finish
@@ -67,6 +69,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     """
     from typing import NamedTuple
 
+    from catsdogs.components.common import config
     from catsdogs.components.evaluate.component import evaluate
     from catsdogs.components.prepare_dataset.component import prepare_dataset
     from catsdogs.components.promote.component import promote as promote_component
@@ -310,7 +313,24 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
         data = prepared.outputs["dataset"]
         checkpoints = named(
             checkpoint_dirs_op(
-                checkpoint_root=checkpoint_root, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
+                checkpoint_root=checkpoint_root,
+                image=config.image(),
+                source=source,
+                source_fingerprint=fingerprint.output,
+                train_per_class=train_per_class,
+                val_per_class=val_per_class,
+                test_per_class=test_per_class,
+                seed=seed,
+                batch_size=batch_size,
+                scratch_epochs=scratch_epochs,
+                learning_rate=learning_rate,
+                scratch_architecture=scratch_architecture,
+                scratch_augmentation=scratch_augmentation,
+                scratch_steps_per_epoch=scratch_steps_per_epoch,
+                backbone=backbone,
+                weights=weights,
+                transfer_mode=transfer_mode,
+                transfer_epochs=transfer_epochs,
             ),
             "name checkpoint folders",
         )

@@ -221,19 +221,108 @@ def test_fingerprint_is_never_cached_and_feeds_prepare(compiled: Path) -> None:
     assert fingerprint["taskOutputParameter"]["producerTask"] == "fingerprint-source"
 
 
-def test_trainers_checkpoint_under_a_per_run_folder(compiled: Path) -> None:
+FOLDER_INPUTS = {
+    "checkpoint_root": "gs://b/ckpt/",
+    "image": "r/catsdogs@sha256:" + "a" * 64,
+    "source": "gs://b/raw",
+    "source_fingerprint": "f1",
+    "train_per_class": 1000,
+    "val_per_class": 500,
+    "test_per_class": 500,
+    "seed": 1337,
+    "batch_size": 32,
+    "scratch_epochs": 100,
+    "learning_rate": 1e-4,
+    "scratch_architecture": "seed",
+    "scratch_augmentation": "seed",
+    "scratch_steps_per_epoch": 0,
+    "backbone": "vgg16",
+    "weights": "imagenet",
+    "transfer_mode": "features",
+    "transfer_epochs": 30,
+}
+
+
+def test_checkpoint_folders_are_named_from_what_decides_the_training(compiled: Path) -> None:
     spec, _ = load(compiled)
     step = spec["root"]["dag"]["tasks"]["checkpoint-dirs"]["inputs"]["parameters"]
-    assert step["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
-    assert step["checkpoint_root"]["componentInputParameter"] == "checkpoint_root"
+    assert set(step) == set(FOLDER_INPUTS)
+    assert all("{{$." not in str(value) for value in step.values())  # no run id, no run name
+    assert step["source_fingerprint"]["taskOutputParameter"]["producerTask"] == "fingerprint-source"
+    assert step["image"]["runtimeValue"]["constant"] == config.image()
     for task in tasks_of(spec, "train-scratch") + tasks_of(spec, "train-transfer"):
         source = task["inputs"]["parameters"]["checkpoint_dir"]["componentInputParameter"]
         assert source == "checkpoint_dir"
-    assert steps.checkpoint_dirs("", "run-1") == ("", "")
-    assert steps.checkpoint_dirs("gs://b/ckpt/", "run-1") == (
-        "gs://b/ckpt/run-1/scratch",
-        "gs://b/ckpt/run-1/transfer",
+    assert steps.checkpoint_dirs(**dict(FOLDER_INPUTS, checkpoint_root="")) == ("", "")
+    scratch, transfer = steps.checkpoint_dirs(**FOLDER_INPUTS)
+    assert re.fullmatch(r"gs://b/ckpt/scratch-[0-9a-f]{16}", scratch)
+    assert re.fullmatch(r"gs://b/ckpt/transfer-[0-9a-f]{16}", transfer)
+    assert steps.checkpoint_dirs(**FOLDER_INPUTS) == (scratch, transfer)
+    for name, other in (
+        ("source_fingerprint", "f2"),
+        ("image", "r/catsdogs@sha256:" + "b" * 64),
+        ("seed", 7),
+        ("batch_size", 16),
+    ):
+        changed = steps.checkpoint_dirs(**dict(FOLDER_INPUTS, **{name: other}))
+        assert changed[0] != scratch and changed[1] != transfer, name
+    # A trainer's own parameters move only its own folder.
+    changed = steps.checkpoint_dirs(**dict(FOLDER_INPUTS, learning_rate=1e-3))
+    assert changed == (changed[0], transfer) and changed[0] != scratch
+    changed = steps.checkpoint_dirs(**dict(FOLDER_INPUTS, transfer_epochs=5))
+    assert changed == (scratch, changed[1]) and changed[1] != transfer
+
+
+@pytest.mark.slow
+def test_a_retried_trainer_resumes_from_the_folder_its_inputs_name(
+    tiny_dataset, tmp_path: Path
+) -> None:
+    """The resume test (SIGKILL mid-training, run again) with the pipeline's folder naming.
+
+    Each attempt names its folder afresh from the same inputs, as a retried task's checkpoint-dirs
+    input does, and writes to a new output (a retried pod gets new output URIs from the driver).
+    """
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tiny_dataset(per_class=8, size=48)
+    inputs = dict(FOLDER_INPUTS, checkpoint_root=str(tmp_path / "checkpoints"), scratch_epochs=25)
+
+    def attempt(n: int) -> list[str]:
+        folder = steps.checkpoint_dirs(**inputs).scratch
+        return [
+            sys.executable, "-m", "catsdogs.cli", "train-scratch", "--data", data,
+            "--output", str(tmp_path / f"attempt-{n}"), "--epochs", "25", "--batch-size", "4",
+            "--image-size", "48", "--checkpoint-dir", folder,
+        ]  # fmt: skip
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    state = Path(steps.checkpoint_dirs(**inputs).scratch) / "state.json"
+    process = subprocess.Popen(
+        attempt(1), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env
     )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "training finished before it could be killed; raise epochs"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 1 <= killed_at < 25
+    retried = subprocess.run(attempt(2), capture_output=True, text=True, env=env, timeout=180)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    resumed = [
+        line for line in retried.stdout.splitlines() if line.startswith("Resumed from epoch")
+    ]
+    assert len(resumed) == 1 and int(resumed[0].split()[3]) >= killed_at
+    assert "Epoch 1/25" not in retried.stdout and "Epoch 25/25" in retried.stdout
+    assert (tmp_path / "attempt-2" / "model.keras").is_file()
 
 
 def test_local_build_requests_nothing_and_never_requires_gpu(tmp_path: Path) -> None:
