@@ -10,7 +10,7 @@ on stderr and exit code 2; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from catsdogs.cli import data, evaluate, pipeline, serve, train
@@ -45,6 +45,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"catsdogs {version('catsdogs')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Dogs-vs-Cats on Kubeflow: prepare data, train, evaluate, render, and run the pipeline."""
+
+
 for area in (data, train, evaluate, serve, pipeline):
     app.add_typer(area.app)
 app.add_typer(pipeline.schedule_app, name="schedule")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from catsdogs.cli.train import Architecture, Augmentation, TransferMode
 from catsdogs.components.common import storage
 from catsdogs.components.common.errors import OutputConflictError, SettingsError
 from catsdogs.pipelines import schedule
@@ -36,6 +37,9 @@ _DEFAULT_TRAINERS = Trainers(_RUN["trainers"])
 Runner = enum.StrEnum("Runner", [(name, name) for name in RUNNERS])  # type: ignore[misc]
 Runner.__doc__ = "How kfp.local runs each task of ``catsdogs run``."
 _DEFAULT_RUNNER = Runner(RUNNERS[0])
+_DEFAULT_MODE = TransferMode(_RUN["transfer_mode"])
+_DEFAULT_ARCHITECTURE = Architecture(_RUN["scratch_architecture"])
+_DEFAULT_AUGMENTATION = Augmentation(_RUN["scratch_augmentation"])
 
 # Pipeline parameters, shared by run, submit and schedule create.
 _Source = Annotated[str, typer.Option(help="Folder, .zip/.tar, gs:// prefix or https:// URL.")]
@@ -50,14 +54,14 @@ _Batch = Annotated[int, typer.Option(help="Batch size for both trainers.")]
 _LearningRate = Annotated[float, typer.Option(help="Learning rate of the scratch CNN.")]
 _Backbone = Annotated[str, typer.Option(help="keras.applications backbone (vgg16, ...).")]
 _Weights = Annotated[str, typer.Option(help="'imagenet' or a path to a weights .h5 file.")]
-_Mode = Annotated[str, typer.Option("--transfer-mode", help="features, frozen or fine-tune.")]
+_Mode = Annotated[TransferMode, typer.Option("--transfer-mode", help="How the backbone is used.")]
 _Champion = Annotated[str, typer.Option(help="Champion model URI; empty skips the gate.")]
 _Serving = Annotated[
     str, typer.Option(help="gs:// prefix to export and deploy each new champion to; empty: off.")
 ]
 _ServiceName = Annotated[str, typer.Option(help="KServe InferenceService name of the champion.")]
-_Architecture = Annotated[str, typer.Option(help="Scratch CNN: seed or xception-mini.")]
-_Augmentation = Annotated[str, typer.Option(help="Scratch augmentation: seed or strong.")]
+_Architecture = Annotated[Architecture, typer.Option(help="The CNN trained from scratch.")]
+_Augmentation = Annotated[Augmentation, typer.Option(help="The scratch CNN's augmentation.")]
 _StepsPerEpoch = Annotated[int, typer.Option(help="Scratch batches per epoch; 0: one pass.")]
 _Margin = Annotated[float, typer.Option(help="Accuracy a challenger must beat the champion by.")]
 _Checkpoints = Annotated[
@@ -112,6 +116,9 @@ _Package = Annotated[
 
 def _run_parameters(**values: Any) -> RunParameters:
     values["trainers"] = Trainers(values["trainers"]).value
+    values["transfer_mode"] = TransferMode(values["transfer_mode"]).value
+    values["scratch_architecture"] = Architecture(values["scratch_architecture"]).value
+    values["scratch_augmentation"] = Augmentation(values["scratch_augmentation"]).value
     return RunParameters(**values)
 
 
@@ -190,15 +197,15 @@ def run_command(
     seed: _Seed = _RUN["seed"],
     trainers: _Trainers = _DEFAULT_TRAINERS,
     scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
-    scratch_architecture: _Architecture = _RUN["scratch_architecture"],
-    scratch_augmentation: _Augmentation = _RUN["scratch_augmentation"],
+    scratch_architecture: _Architecture = _DEFAULT_ARCHITECTURE,
+    scratch_augmentation: _Augmentation = _DEFAULT_AUGMENTATION,
     scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
     transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
     batch_size: _Batch = _RUN["batch_size"],
     learning_rate: _LearningRate = _RUN["learning_rate"],
     backbone: _Backbone = _RUN["backbone"],
     weights: _Weights = _RUN["weights"],
-    transfer_mode: _Mode = _RUN["transfer_mode"],
+    transfer_mode: _Mode = _DEFAULT_MODE,
     champion_uri: _Champion = _RUN["champion_uri"],
     margin: _Margin = _RUN["margin"],
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
@@ -239,15 +246,15 @@ def submit_command(
     seed: _Seed = _RUN["seed"],
     trainers: _Trainers = _DEFAULT_TRAINERS,
     scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
-    scratch_architecture: _Architecture = _RUN["scratch_architecture"],
-    scratch_augmentation: _Augmentation = _RUN["scratch_augmentation"],
+    scratch_architecture: _Architecture = _DEFAULT_ARCHITECTURE,
+    scratch_augmentation: _Augmentation = _DEFAULT_AUGMENTATION,
     scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
     transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
     batch_size: _Batch = _RUN["batch_size"],
     learning_rate: _LearningRate = _RUN["learning_rate"],
     backbone: _Backbone = _RUN["backbone"],
     weights: _Weights = _RUN["weights"],
-    transfer_mode: _Mode = _RUN["transfer_mode"],
+    transfer_mode: _Mode = _DEFAULT_MODE,
     champion_uri: _Champion = _RUN["champion_uri"],
     margin: _Margin = _RUN["margin"],
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
@@ -295,15 +302,15 @@ def schedule_create_command(
     seed: _Seed = _RUN["seed"],
     trainers: _Trainers = _DEFAULT_TRAINERS,
     scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
-    scratch_architecture: _Architecture = _RUN["scratch_architecture"],
-    scratch_augmentation: _Augmentation = _RUN["scratch_augmentation"],
+    scratch_architecture: _Architecture = _DEFAULT_ARCHITECTURE,
+    scratch_augmentation: _Augmentation = _DEFAULT_AUGMENTATION,
     scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
     transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
     batch_size: _Batch = _RUN["batch_size"],
     learning_rate: _LearningRate = _RUN["learning_rate"],
     backbone: _Backbone = _RUN["backbone"],
     weights: _Weights = _RUN["weights"],
-    transfer_mode: _Mode = _RUN["transfer_mode"],
+    transfer_mode: _Mode = _DEFAULT_MODE,
     champion_uri: _Champion = _RUN["champion_uri"],
     margin: _Margin = _RUN["margin"],
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],

@@ -5,8 +5,10 @@ finished with status SUCCESS``, each task's outputs) and, indented, every line o
 subprocess (the KFP executor's INFO lines, the executor input as JSON, then the component's own
 output). :class:`TaskConsole` stands in for ``sys.stdout`` during a run: every line goes to the log
 file of the task it belongs to, and the console gets a line when a task starts and when it ends,
-with the task's progress lines (epochs, features, images/s) and warnings in between. A failed
-task's last lines are shown too, so the error is on screen with the path of the whole log.
+with the task's progress lines (epochs, features, images/s) and warnings in between. A task that
+failed with a user error (a ``CatsdogsError``) leaves that error's message in ``errors`` for the
+run's last line (``task_errors``); any other failure shows the task's last lines, so the
+traceback is on screen with the path of the whole log.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TextIO
+
+from catsdogs.pipelines import task_errors
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '(?P<task>[^']+)'")
@@ -48,6 +52,7 @@ class TaskTimes:
     started: dict[str, float] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     status: dict[str, str] = dataclasses.field(default_factory=dict)
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)  # user errors, by task
 
 
 class TaskConsole(io.TextIOBase):
@@ -130,7 +135,10 @@ class TaskConsole(io.TextIOBase):
         seconds = time.monotonic() - self.times.started.get(task, time.monotonic())
         self.times.seconds[task] = seconds
         self.times.status[task] = status
-        if status != "SUCCESS":
+        error = task_errors.user_error(self._tail) if status != "SUCCESS" else None
+        if error is not None:
+            self.times.errors[task] = error
+        elif status != "SUCCESS":
             self._say(f"    ... last lines of {task}'s log:")
             for text in self._tail:
                 self._say(f"    | {text}")

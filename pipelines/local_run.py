@@ -39,7 +39,7 @@ from catsdogs.components.prepare_dataset.settings import PrepareConfig
 from catsdogs.components.promote.core import PromoteConfig
 from catsdogs.components.train_scratch.core import ScratchSettings
 from catsdogs.components.train_transfer.settings import TransferSettings
-from catsdogs.pipelines import docker_runner, local_console, run_summary
+from catsdogs.pipelines import docker_runner, local_console, run_summary, task_errors
 from catsdogs.pipelines.options import PipelineOptions
 from catsdogs.pipelines.pipeline import TRAINERS, build_pipeline
 
@@ -59,7 +59,7 @@ LOCAL_SCRATCH_EPOCHS = 8
 
 
 class TaskFailedError(CatsdogsError, RuntimeError):
-    """A task of a local run failed; its last lines are above, its whole log in a file."""
+    """A task of a local run failed: with its own user error, or its last lines are above."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +139,12 @@ class RunParameters:
     def arguments(self) -> dict[str, Any]:
         """The pipeline arguments, by parameter name."""
         return dataclasses.asdict(self)
+
+
+# The options of `catsdogs run`: one per pipeline parameter, plus where and how it runs.
+RUN_OPTIONS = {
+    "--" + field.name.replace("_", "-") for field in dataclasses.fields(RunParameters)
+} | {"--output", "--runner", "--image"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +298,12 @@ def run_local(
         first = local_console.plain((str(failure).splitlines() or [repr(failure)])[0])
         failed = [task for task, status in console.times.status.items() if status != "SUCCESS"]
         log = placed.get(failed[-1], logs / f"{failed[-1]}.log") if failed else logs
+        user_error = console.times.errors.get(failed[-1]) if failed else None
+        if user_error is not None:  # its own line ends the run, advice in run's options
+            print(f"{failed[-1]} failed; its whole log: {log}", flush=True)
+            raise TaskFailedError(
+                task_errors.in_run_terms(failed[-1], user_error, RUN_OPTIONS)
+            ) from failure
         raise TaskFailedError(f"{first.rstrip('.')}. Its whole log: {log}") from failure
     if not new:
         raise RuntimeError(f"kfp.local finished but wrote no run folder under {root}.")

@@ -299,7 +299,10 @@ def test_split_is_deterministic_stratified_and_listing_order_free(
 
 def test_too_few_images_is_a_clear_error(tmp_path: Path) -> None:
     source = _kaggle(tmp_path / "src", per_class=3)
-    with pytest.raises(errors.SourceError, match=r"cat has 3 valid images.*--val-fraction 0.2"):
+    with pytest.raises(
+        errors.SourceError,
+        match=r"cat has 3 valid images.*To split all images instead, pass --val-fraction 0.2",
+    ):
         core.prepare(str(source), str(tmp_path / "out"), core.PrepareConfig(workers=1))
     assert not (tmp_path / "out").exists()
 

@@ -47,6 +47,10 @@ class StorageError(CatsdogsError, RuntimeError):
     """A storage operation failed for a reason the user can fix (missing bucket, permissions...)."""
 
 
+class CredentialsError(StorageError):
+    """Google Cloud credentials are missing, expired or refused, or the storage endpoint is down."""
+
+
 class AlreadyExistsError(StorageError):
     """A create-only write found something already at the destination."""
 

@@ -6,6 +6,10 @@ client, the object and listing calls, and what makes them reliable:
 - Every call retries transient errors with the library's default retry policy.
 - A missing bucket or a permission problem fails fast with a ``StorageError`` that names the URI
   and the fix; a failed generation precondition is a ``PreconditionFailedError``.
+- Missing, expired or refused Google credentials, an unreachable storage emulator and an endpoint
+  that stays unreachable through the retries end in a ``CredentialsError`` (one line naming the URI
+  and the fix: ``gcloud auth application-default login``, ``GOOGLE_APPLICATION_CREDENTIALS`` or
+  Workload Identity on GKE), never in google-auth's traceback.
 - A conditional write (create-only or compare-and-swap) whose response is lost is not taken for
   a conflict: the client's retry then fails the precondition against the write's own first attempt.
   Each such write carries a unique id in the object's metadata, and after a precondition failure
@@ -31,12 +35,21 @@ from typing import Any
 
 from catsdogs.components.common.errors import (
     AlreadyExistsError,
+    CredentialsError,
     PreconditionFailedError,
     StorageError,
 )
 
 GCS_SCHEME = "gs://"
 _TRANSFER_WORKERS = 8
+_EMULATOR_CONNECT_SECONDS = 3.0
+# How to give this process Google credentials, for every credential error (docs/troubleshooting.md).
+CREDENTIALS_FIX = (
+    "Run `gcloud auth application-default login` (your own account), set "
+    "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or on GKE bind the pod's "
+    "Kubernetes service account to a Google service account with Workload Identity "
+    "(docs/troubleshooting.md)."
+)
 WRITE_ID = "catsdogs-write-id"  # object metadata: which conditional write created the object
 
 
@@ -67,11 +80,73 @@ def split_gcs(uri: str) -> tuple[str, str]:
 
 @functools.cache
 def client() -> Any:
-    """The process's ``google.cloud.storage.Client`` (created on first use)."""
+    """The process's ``google.cloud.storage.Client`` (created on first use).
+
+    Raises:
+        CredentialsError: No Google credentials were found, or ``STORAGE_EMULATOR_HOST`` names an
+            endpoint that does not accept connections.
+    """
+    import logging
+
     from catsdogs.components.common import config
+    from google.auth import exceptions as auth_exceptions
     from google.cloud import storage
 
-    return storage.Client(project=config.gcp_project())
+    if emulator := config.storage_emulator_host():
+        _check_emulator(emulator)
+    # google.auth.default() logs a WARNING line of its own for each source it tried in vain (the
+    # metadata server, google/auth/_default.py, google-auth 2.63); the error below says it all.
+    auth_log = logging.getLogger("google.auth._default")
+    level = auth_log.level
+    auth_log.setLevel(logging.ERROR)
+    try:
+        return storage.Client(project=config.gcp_project())
+    except auth_exceptions.DefaultCredentialsError as error:
+        raise CredentialsError(
+            f"No usable Google Cloud credentials ({_first_sentence(error)}). {CREDENTIALS_FIX}"
+        ) from error
+    finally:
+        auth_log.setLevel(level)
+
+
+def _check_emulator(endpoint: str) -> None:
+    """Refuse at once an emulator that does not accept connections (else: 120 s of retries)."""
+    import socket
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), _EMULATOR_CONNECT_SECONDS).close()
+    except OSError as error:
+        raise CredentialsError(
+            f"The storage emulator at STORAGE_EMULATOR_HOST={endpoint} does not accept "
+            f"connections ({error.strerror or error}). Start it (e.g. fake-gcs-server), or unset "
+            "STORAGE_EMULATOR_HOST to use Google Cloud Storage."
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _first_sentence(error: BaseException) -> str:
+    """google-auth's first sentence (its second points at the docs our fix replaces)."""
+    text = _first_line(error)
+    return text.split(". ", 1)[0].rstrip(".")
+
+
+def _client(uri: str) -> Any:
+    """``client()``, with a credentials error that names ``uri``."""
+    try:
+        return client()
+    except CredentialsError as error:
+        text = str(error)
+        raise CredentialsError(
+            f"Could not reach {uri}: {text[:1].lower()}{text[1:]}"
+        ) from error.__cause__
 
 
 def reset_client() -> None:
@@ -89,9 +164,23 @@ def _retry() -> Any:
 def _errors(uri: str, action: str) -> Iterator[None]:
     """Turn the library's errors for a missing bucket or missing permission into clear ones."""
     from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exceptions
 
     try:
         yield
+    except auth_exceptions.RefreshError as error:
+        raise CredentialsError(
+            f"Could not {action} {uri}: the Google Cloud credentials were refused or have expired "
+            f"({_first_line(error)}). {CREDENTIALS_FIX}"
+        ) from error
+    except (auth_exceptions.TransportError, gexc.RetryError) as error:
+        cause = getattr(error, "cause", None) or error
+        raise CredentialsError(
+            f"Could not {action} {uri}: no answer from Google Cloud Storage or the credentials "
+            f"server after retrying ({type(cause).__name__}: {_first_line(cause)}). Check the "
+            f"network and proxy settings; on GKE, check that the metadata server answers "
+            f"(Workload Identity). {CREDENTIALS_FIX}"
+        ) from error
     except gexc.PreconditionFailed as error:
         raise PreconditionFailedError(
             f"Could not {action} {uri}: it was changed by someone else (generation precondition "
@@ -112,26 +201,41 @@ def _errors(uri: str, action: str) -> Iterator[None]:
             "credentials (GOOGLE_APPLICATION_CREDENTIALS / workload identity)."
         ) from error
     except gexc.Unauthorized as error:
-        raise StorageError(
-            f"Could not {action} {uri}: not authenticated ({error.message}). Run "
-            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS."
+        raise CredentialsError(
+            f"Could not {action} {uri}: not authenticated ({error.message}). {CREDENTIALS_FIX}"
         ) from error
 
 
-def _bucket_exists(bucket: str) -> bool:
+def _bucket_exists(bucket: str, uri: str = "") -> bool:
     from google.api_core import exceptions as gexc
 
     try:
-        return bool(client().bucket(bucket).exists(retry=_retry()))
+        return bool(_client(uri or f"gs://{bucket}").bucket(bucket).exists(retry=_retry()))
     except gexc.Forbidden:
         return True  # it exists, we just cannot see its metadata
+
+
+def check_bucket(uri: str) -> None:
+    """Fail fast, before any work, when ``uri`` cannot be used: no credentials, bucket or network.
+
+    Raises:
+        CredentialsError: No usable credentials, or no answer from the endpoint.
+        StorageError: The bucket does not exist, or access to it is denied.
+    """
+    bucket, _ = split_gcs(uri)
+    with _errors(uri, "reach"):
+        if not _bucket_exists(bucket, uri):
+            raise StorageError(
+                f"Could not reach {uri}: bucket gs://{bucket} does not exist. Create it "
+                f"(gcloud storage buckets create gs://{bucket}) or fix the URI."
+            )
 
 
 def _blob(uri: str) -> Any:
     bucket, name = split_gcs(uri)
     if not name:
         raise ValueError(f"Expected an object path after the bucket in {uri!r}.")
-    return client().bucket(bucket).blob(name)
+    return _client(uri).bucket(bucket).blob(name)
 
 
 def _folder(uri: str) -> tuple[str, str]:
@@ -160,7 +264,7 @@ def is_dir(uri: str) -> bool:
     """Whether the prefix ``uri`` holds at least one object."""
     bucket, prefix = _folder(uri)
     with _errors(uri, "list"):
-        blobs = client().list_blobs(bucket, prefix=prefix, max_results=1, retry=_retry())
+        blobs = _client(uri).list_blobs(bucket, prefix=prefix, max_results=1, retry=_retry())
         return any(True for _ in blobs)
 
 
@@ -268,7 +372,7 @@ def list_files(uri: str) -> list[str]:
     with _errors(uri, "list"):
         names = [
             blob.name[len(prefix) :]
-            for blob in client().list_blobs(bucket, prefix=prefix, retry=_retry())
+            for blob in _client(uri).list_blobs(bucket, prefix=prefix, retry=_retry())
             if not blob.name.endswith("/")
         ]
         if not names and not _bucket_exists(bucket):
@@ -287,7 +391,7 @@ def list_objects(uri: str) -> list[tuple[str, ObjectInfo]]:
                 blob.name[len(prefix) :],
                 ObjectInfo(f"gs://{bucket}/{blob.name}", int(blob.size), int(blob.generation)),
             )
-            for blob in client().list_blobs(bucket, prefix=prefix, retry=_retry())
+            for blob in _client(uri).list_blobs(bucket, prefix=prefix, retry=_retry())
             if not blob.name.endswith("/")
         ]
         if not found and not _bucket_exists(bucket):
@@ -308,7 +412,7 @@ def upload_dir(root: Path, names: list[str], uri: str, *, if_absent: bool) -> No
     from google.cloud.storage import transfer_manager
 
     bucket_name, prefix = _folder(uri)
-    bucket = client().bucket(bucket_name)
+    bucket = _client(uri).bucket(bucket_name)
     pairs = [(str(root / name), bucket.blob(prefix + name)) for name in names]
     write_ids = [_tag(blob) if if_absent else "" for _, blob in pairs]
     upload_kwargs: dict[str, Any] = {"retry": _retry()}
@@ -345,7 +449,7 @@ def download_dir(uri: str, names: list[str], dest: Path) -> None:
     from google.cloud.storage import transfer_manager
 
     bucket_name, prefix = _folder(uri)
-    bucket = client().bucket(bucket_name)
+    bucket = _client(uri).bucket(bucket_name)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
     try:
         with _errors(uri, "read"):

@@ -48,6 +48,7 @@ __all__ = [
     "StorageError",
     "TMPDIR_FIX",
     "check_folder",
+    "check_reachable",
     "copy",
     "delete",
     "disk_full",
@@ -139,6 +140,16 @@ def check_folder(uri: str | os.PathLike[str], option: str) -> None:
                     "folder (new or existing) or a gs:// prefix."
                 )
             return
+
+
+def check_reachable(uri: str | os.PathLike[str]) -> None:
+    """Before any work: a gs:// location's credentials and bucket are usable (local: no check).
+
+    Raises:
+        StorageError: No credentials, no bucket, no network (one line naming ``uri`` and the fix).
+    """
+    if is_gcs(uri):
+        gcs.check_bucket(str(uri))
 
 
 # ---------------------------------------------------------------- single files and objects

@@ -96,6 +96,7 @@ def prepare(
                 f"Expected a folder of <class>.<id>.jpg files or <class>/ subfolders "
                 f"({', '.join(records.CLASSES)}) under {shown}, found {counts} images (first "
                 f"entries: {sources.first_entries(local.root)})."
+                + sources.links_not_followed(local.root, links)
             )
         split_sizes(cfg, found, shown)  # fail fast, before decoding anything
         started = time.perf_counter()

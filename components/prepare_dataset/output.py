@@ -38,6 +38,7 @@ def check_output(output: str) -> None:
     if storage.is_gcs(output) and not output[len(storage.GCS_SCHEME) :].split("/")[0]:
         raise SettingsError(f"--output {output!r} names no bucket; expected gs://bucket/prefix.")
     storage.check_folder(output, "--output")
+    storage.check_reachable(output)  # credentials and bucket, before a download or any decoding
 
 
 def existing_dataset(

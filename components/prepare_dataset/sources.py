@@ -315,6 +315,30 @@ def scan(root: Path) -> tuple[list[Candidate], list[str], list[records.Quarantin
     return candidates, ignored, rejected
 
 
+def links_not_followed(root: Path, rejected: list[records.Quarantined]) -> str:
+    """A sentence on the symbolic links under ``root`` that were skipped, or ``""`` when none.
+
+    ``rejected`` are ``scan``'s bad file links; links to folders are found here (``walk`` does
+    not descend into them).
+    """
+    folders = []
+    for folder, dirs, _ in os.walk(root):
+        for name in dirs:
+            if (Path(folder) / name).is_symlink():
+                folders.append((Path(folder) / name).relative_to(root).as_posix())
+    skipped = [*(f"{name}/" for name in folders), *(item.file for item in rejected)]
+    if not skipped:
+        return ""
+    example = skipped[0]
+    with contextlib.suppress(OSError):
+        example = f"{example} -> {os.readlink(root / example.rstrip('/'))}"
+    return (
+        f" {len(skipped)} symbolic links were not followed (links to folders, and links to files "
+        f"outside the source folder, are skipped; e.g. {example}): copy the photos into the "
+        "folder, or point --source at the folder the links lead to."
+    )
+
+
 def first_entries(root: Path) -> str:
     """The first few entries of ``root`` (folders with a trailing /), for error messages."""
     try:

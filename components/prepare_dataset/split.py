@@ -48,8 +48,8 @@ def split_sizes(cfg: PrepareConfig, available: dict[str, int], source: str) -> d
                 raise SourceError(
                     f"Too few images under {source}: {cls} has {n} valid images, but train/val/"
                     f"test per class = {wanted['train']}+{wanted['val']}+{wanted['test']} = "
-                    f"{need}. Pass smaller --train-per-class/--val-per-class/--test-per-class, "
-                    "or split all images with --val-fraction 0.2 --test-fraction 0.2."
+                    f"{need}. Pass smaller --train-per-class/--val-per-class/--test-per-class. To "
+                    "split all images instead, pass --val-fraction 0.2 --test-fraction 0.2."
                 )
         sizes[cls] = wanted
     return {f"{cls}/{split}": sizes[cls][split] for cls in CLASSES for split in SPLITS}
