@@ -43,12 +43,12 @@ from catsdogs.components.common.errors import (
 GCS_SCHEME = "gs://"
 _TRANSFER_WORKERS = 8
 _EMULATOR_CONNECT_SECONDS = 3.0
-# How to give this process Google credentials, for every credential error (docs/troubleshooting.md).
+# How to give this process Google credentials (docs/cluster.md#storage-credentials).
 CREDENTIALS_FIX = (
     "Run `gcloud auth application-default login` (your own account), set "
     "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or on GKE bind the pod's "
     "Kubernetes service account to a Google service account with Workload Identity "
-    "(docs/troubleshooting.md)."
+    "(docs/cluster.md#storage-credentials)."
 )
 WRITE_ID = "catsdogs-write-id"  # object metadata: which conditional write created the object
 
