@@ -16,12 +16,13 @@ _DEFAULTS = PrepareConfig()
 @app.command()
 def prepare(
     output: Annotated[
-        str, typer.Option(help="Folder or gs:// prefix for the shards, report and manifest.")
+        str,
+        typer.Option(help="Folder or gs:// / s3:// prefix for the shards, report and manifest."),
     ],
     source: Annotated[
         str,
         typer.Option(
-            help="Folder (cat.<id>.jpg files or Cat/ Dog/ subfolders), .zip/.tar(.gz), gs:// "
+            help="Folder (cat.<id>.jpg files or Cat/ Dog/ subfolders), .zip/.tar(.gz), gs:// or s3:// "
             "prefix or archive object, or https:// URL. Default: Microsoft's PetImages archive."
         ),
     ] = DEFAULT_SOURCE,

@@ -16,16 +16,21 @@ _EVALUATE = EvaluateConfig()
 _PROMOTE = PromoteConfig()
 _RENDER = RenderConfig()
 
-ModelOption = Annotated[str, typer.Option(help="Model folder or gs:// prefix with model.keras.")]
+ModelOption = Annotated[
+    str, typer.Option(help="Model folder or gs:// / s3:// prefix with model.keras.")
+]
 ThresholdOption = Annotated[float, typer.Option(help="Predict the second class at P >= this.")]
 
 
 @app.command("evaluate")
 def evaluate(
     model: ModelOption,
-    data: Annotated[str, typer.Option(help="Prepared dataset folder or gs:// prefix.")],
+    data: Annotated[str, typer.Option(help="Prepared dataset folder or gs:// / s3:// prefix.")],
     output: Annotated[
-        str, typer.Option(help="Evaluation folder or gs:// prefix (evaluation.json, report.html).")
+        str,
+        typer.Option(
+            help="Evaluation folder or gs:// / s3:// prefix (evaluation.json, report.html)."
+        ),
     ],
     champion: Annotated[
         str, typer.Option(help="Champion location: run the champion gate after evaluating.")
@@ -59,7 +64,9 @@ def promote(
     model: ModelOption,
     evaluation: Annotated[str, typer.Option(help="Its evaluation folder (from `evaluate`).")],
     data: Annotated[str, typer.Option(help="The prepared dataset it was evaluated on.")],
-    champion: Annotated[str, typer.Option(help="Champion location: folder or gs:// prefix.")],
+    champion: Annotated[
+        str, typer.Option(help="Champion location: folder or gs:// / s3:// prefix.")
+    ],
     margin: Annotated[
         float, typer.Option(help="Promote when the metric beats the champion's by more.")
     ] = _PROMOTE.margin,
@@ -82,10 +89,10 @@ def promote(
 def render(
     model: ModelOption,
     output: Annotated[
-        str, typer.Option(help="Folder or gs:// prefix for the PNGs and index.html.")
+        str, typer.Option(help="Folder or gs:// / s3:// prefix for the PNGs and index.html.")
     ],
     image: Annotated[
-        list[str] | None, typer.Option(help="Image file (local or gs://); repeat for more.")
+        list[str] | None, typer.Option(help="Image file (local, gs:// or s3://); repeat for more.")
     ] = None,
     data: Annotated[
         str, typer.Option(help="Prepared dataset: its test images are used when no --image.")
@@ -124,7 +131,7 @@ def predict(
     model: ModelOption,
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Image files, folders or gs:// prefixes.", metavar="IMAGE..."),
+        typer.Argument(help="Image files, folders or gs:// / s3:// prefixes.", metavar="IMAGE..."),
     ],
     jsonl: Annotated[bool, typer.Option(help="One JSON object per line instead of text.")] = False,
     threshold: ThresholdOption = _EVALUATE.threshold,

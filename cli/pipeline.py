@@ -42,7 +42,9 @@ _DEFAULT_ARCHITECTURE = Architecture(_RUN["scratch_architecture"])
 _DEFAULT_AUGMENTATION = Augmentation(_RUN["scratch_augmentation"])
 
 # Pipeline parameters, shared by run, submit and schedule create.
-_Source = Annotated[str, typer.Option(help="Folder, .zip/.tar, gs:// prefix or https:// URL.")]
+_Source = Annotated[
+    str, typer.Option(help="Folder, .zip/.tar, gs:// or s3:// prefix or https:// URL.")
+]
 _TrainPer = Annotated[int, typer.Option(help="Training images per class.")]
 _ValPer = Annotated[int, typer.Option(help="Validation images per class.")]
 _TestPer = Annotated[int, typer.Option(help="Test images per class.")]
@@ -57,7 +59,10 @@ _Weights = Annotated[str, typer.Option(help="'imagenet' or a path to a weights .
 _Mode = Annotated[TransferMode, typer.Option("--transfer-mode", help="How the backbone is used.")]
 _Champion = Annotated[str, typer.Option(help="Champion model URI; empty skips the gate.")]
 _Serving = Annotated[
-    str, typer.Option(help="gs:// prefix to export and deploy each new champion to; empty: off.")
+    str,
+    typer.Option(
+        help="gs:// or s3:// prefix to export and deploy each new champion to; empty: off."
+    ),
 ]
 _ServiceName = Annotated[str, typer.Option(help="KServe InferenceService name of the champion.")]
 _Architecture = Annotated[Architecture, typer.Option(help="The CNN trained from scratch.")]
@@ -65,7 +70,10 @@ _Augmentation = Annotated[Augmentation, typer.Option(help="The scratch CNN's aug
 _StepsPerEpoch = Annotated[int, typer.Option(help="Scratch batches per epoch; 0: one pass.")]
 _Margin = Annotated[float, typer.Option(help="Accuracy a challenger must beat the champion by.")]
 _Checkpoints = Annotated[
-    str, typer.Option(help="gs:// prefix for per-epoch checkpoints: a retried trainer resumes.")
+    str,
+    typer.Option(
+        help="gs:// or s3:// prefix for per-epoch checkpoints: a retried trainer resumes."
+    ),
 ]
 # Compile-time options.
 _AcceleratorType = Annotated[str, typer.Option(help="Accelerator each GPU task requests.")]

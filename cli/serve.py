@@ -12,7 +12,10 @@ app = typer.Typer()
 _DEPLOY = DeploySettings(name="catsdogs", serving_uri="gs://bucket/serving")  # for its defaults
 
 ServingUriOption = Annotated[
-    str, typer.Option(help="SERVING_URI: folder or gs:// prefix of numbered SavedModel versions.")
+    str,
+    typer.Option(
+        help="SERVING_URI: folder or gs:// / s3:// prefix of numbered SavedModel versions."
+    ),
 ]
 
 

@@ -58,15 +58,19 @@ _TRANSFER_AUGMENTATION = Augmentation(_TRANSFER.augmentation)
 
 # Options shared by both trainers (same names, help and meaning).
 DataOption = Annotated[
-    str, typer.Option(help="Prepared dataset folder or gs:// prefix (from `catsdogs prepare`).")
+    str,
+    typer.Option(help="Prepared dataset folder or gs:// / s3:// prefix (from `catsdogs prepare`)."),
 ]
 ModelOutputOption = Annotated[
-    str, typer.Option(help="Model folder or gs:// prefix to write (new, or this same run).")
+    str, typer.Option(help="Model folder or gs:// / s3:// prefix to write (new, or this same run).")
 ]
 BatchSizeOption = Annotated[int, typer.Option(help="Images per step.")]
 SeedOption = Annotated[int, typer.Option(help="Seed for weights, shuffling, augmentation.")]
 CheckpointOption = Annotated[
-    str, typer.Option(help="Per-epoch checkpoints (local or gs://); default <output>/.checkpoint.")
+    str,
+    typer.Option(
+        help="Per-epoch checkpoints (local, gs:// or s3://); default <output>/.checkpoint."
+    ),
 ]
 PatienceOption = Annotated[
     int, typer.Option(help="Stop after N epochs without a lower val_loss (0 = off).")
@@ -142,7 +146,9 @@ def train_transfer(
     ] = _TRANSFER.backbone,
     weights: Annotated[
         str,
-        typer.Option(help="imagenet (downloads), or a path / gs:// URI of a notop .h5 file."),
+        typer.Option(
+            help="imagenet (downloads), or a path / gs:// or s3:// URI of a notop .h5 file."
+        ),
     ] = _TRANSFER.weights,
     mode: Annotated[
         TransferMode,
@@ -182,7 +188,9 @@ def train_transfer(
     ] = _TRANSFER.start_from,
     features: Annotated[
         str,
-        typer.Option(help="Features cache folder or gs:// prefix; default: the local cache."),
+        typer.Option(
+            help="Features cache folder or gs:// / s3:// prefix; default: the local cache."
+        ),
     ] = "",
     seed: SeedOption = _TRANSFER.seed,
     checkpoint_dir: CheckpointOption = _TRANSFER.checkpoint_dir,

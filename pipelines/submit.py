@@ -23,7 +23,7 @@ least 2.17.0 (nested DAG status, sub-DAG outputs); an older or unknown one gets 
 
 Uploading is repeatable: the first time creates the pipeline, later times add a new version.
 Credentials never become pipeline parameters. A cluster run's champion, checkpoint root and
-weights file must be gs:// URIs: a local path would land on the pod's throw-away disk.
+weights file must be gs:// or s3:// URIs: a local path would land on the pod's throw-away disk.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ DEFAULT_KFP_NAMESPACE = "kubeflow"
 MIN_SERVER_VERSION = (2, 17, 0)
 # Pipeline roots KFP's launcher can write to (MinIO/S3 clusters use s3:// or minio://).
 PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")
+# Object storage the pods read and write through components/common/storage.py (s3://: MinIO or S3).
+CLUSTER_STORAGE_SCHEMES = ("gs://", "s3://")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
@@ -357,23 +359,24 @@ def check_cluster_arguments(arguments: dict[str, Any]) -> None:
         SettingsError: The champion, checkpoint root, serving URI or weights file is a local path.
     """
     source = str(arguments.get("source", ""))
-    if not source.startswith(("gs://", "https://", "http://")):
+    if not source.startswith((*CLUSTER_STORAGE_SCHEMES, "https://", "http://")):
         raise SourceError(
-            f"source {source!r} is not reachable from the cluster: expected a gs:// prefix or an "
-            "https:// URL; upload the data first (e.g. gsutil -m cp -r DIR gs://BUCKET/raw)."
+            f"source {source!r} is not reachable from the cluster: expected a gs:// or s3:// "
+            "prefix or an https:// URL; upload the data first (e.g. gsutil -m cp -r DIR "
+            "gs://BUCKET/raw, or aws s3 cp --recursive DIR s3://BUCKET/raw)."
         )
     weights = str(arguments.get("weights") or "imagenet")
-    if weights not in ("imagenet", "none") and not weights.startswith("gs://"):
+    if weights not in ("imagenet", "none") and not weights.startswith(CLUSTER_STORAGE_SCHEMES):
         raise SettingsError(
             f"weights {weights!r} is a local path the pods cannot read: use imagenet (baked into "
-            "the image) or a gs://BUCKET/....h5 file."
+            "the image) or a gs://BUCKET/....h5 or s3://BUCKET/....h5 file."
         )
     for name in ("champion_uri", "checkpoint_root", "serving_uri"):
         value = str(arguments.get(name) or "")
-        if value and not value.startswith("gs://"):
+        if value and not value.startswith(CLUSTER_STORAGE_SCHEMES):
             raise SettingsError(
                 f"{name} {value!r} is a local path, which a cluster run would keep on a pod's "
-                "throw-away disk: use gs://BUCKET/... (or leave it empty)."
+                "throw-away disk: use gs://BUCKET/... or s3://BUCKET/... (or leave it empty)."
             )
 
 

@@ -1,10 +1,11 @@
-"""Shared fixtures: the real fake-gcs-server on 127.0.0.1, real-data locations, tiny images."""
+"""Shared fixtures: fake-gcs-server and moto's S3 server on 127.0.0.1, real data, tiny images."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -104,10 +105,99 @@ def bucket(gcs_server: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty bucket on the fake server; yields ``gs://<name>``."""
     from catsdogs.components.common import gcs
 
-    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50]
-    name = name.strip("-") + f"-{time.monotonic_ns() % 10**8}"
+    name = _bucket_name(request)
     gcs.client().create_bucket(name)
     return f"gs://{name}"
+
+
+# moto's standalone S3 server (the `moto[server]` extra): its put_object implements If-None-Match: *
+# and If-Match (moto/s3/responses.py, S3Response.put_object, moto 5.2.5), as S3 and MinIO do.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",  # no probe of 169.254.169.254 for credentials
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start moto's S3 server on 127.0.0.1 and point boto3 at it; yields its URL."""
+    root = tmp_path_factory.mktemp("moto")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(
+                    f"moto server did not start; see {root / 'server.log'}"
+                ) from None
+            time.sleep(0.1)
+    env = {**S3_ENV, "AWS_ENDPOINT_URL_S3": url}
+    old = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    from catsdogs.components.common import s3
+
+    s3.reset_client()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        s3.reset_client()
+
+
+def _bucket_name(request: pytest.FixtureRequest) -> str:
+    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50]
+    return name.strip("-") + f"-{time.monotonic_ns() % 10**8}"
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty bucket on the moto server; yields ``s3://<name>``."""
+    from catsdogs.components.common import s3
+
+    name = _bucket_name(request)
+    s3.client().create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(
+    params=[pytest.param("gs", marks=pytest.mark.gcs), pytest.param("s3", marks=pytest.mark.s3)]
+)
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Each object store in turn: ``(bucket URI, server URL)`` on fake-gcs-server, then moto.
+
+    For the tests of the storage contract, which must hold on both backends.
+    """
+    if request.param == "gs":
+        return request.getfixturevalue("bucket"), request.getfixturevalue("gcs_server")
+    return request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_server")
+
+
+@pytest.fixture
+def remote_bucket(backend: tuple[str, str]) -> str:
+    """A fresh bucket on each backend in turn (``gs://...``, then ``s3://...``)."""
+    return backend[0]
 
 
 def make_tiny_dataset(

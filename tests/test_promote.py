@@ -184,13 +184,15 @@ def _race(monkeypatch, location, models, evaluations, data, retries):
     return outcomes
 
 
-@pytest.mark.parametrize("where", ["local", "gcs"])
+@pytest.mark.parametrize("where", ["local", "gcs", "s3"])
 def test_concurrent_promotions_leave_one_consistent_champion(
     where, request, tmp_path, monkeypatch, models, evaluations, data
 ):
     location = str(tmp_path / "champion")
-    if where == "gcs":
-        location = request.getfixturevalue("bucket") + "/champion"
+    if where != "local":
+        location = (
+            request.getfixturevalue("bucket" if where == "gcs" else "s3_bucket") + "/champion"
+        )
     outcomes = _race(monkeypatch, location, models, evaluations, data, retries=0)
     winners = [n for n, o in outcomes.items() if isinstance(o, gate.PromotionResult)]
     losers = [n for n, o in outcomes.items() if isinstance(o, champion.PromotionConflictError)]
@@ -303,18 +305,20 @@ def test_champion_location_that_is_a_file_is_refused(tmp_path, models, evaluatio
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines() == [
         f"Error: --champion {location} is not a folder: {location} is a file. Point --champion "
-        "at a folder (new or existing) or a gs:// prefix."
+        "at a folder (new or existing) or a gs:// or s3:// prefix."
     ]
 
 
-@pytest.mark.parametrize("where", ["local", "gcs"])
+@pytest.mark.parametrize("where", ["local", "gcs", "s3"])
 def test_pointer_switch_that_landed_but_reported_failure_keeps_its_version(
     where, request, tmp_path, monkeypatch, models, evaluations, data
 ):
     """A pointer write that lands but raises (a lost answer) must not delete what it points at."""
     location = str(tmp_path / "champion")
-    if where == "gcs":
-        location = request.getfixturevalue("bucket") + "/champion"
+    if where != "local":
+        location = (
+            request.getfixturevalue("bucket" if where == "gcs" else "s3_bucket") + "/champion"
+        )
     original = storage.write_text
     failed = []
 

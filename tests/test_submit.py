@@ -229,6 +229,33 @@ def test_local_champion_checkpoints_or_weights_are_refused_before_any_call(
     assert server.state.calls == []
 
 
+def test_s3_locations_are_accepted_and_reach_the_run(server: RecordingServer) -> None:
+    """MinIO/S3 clusters: s3:// source, champion, checkpoints, serving and weights pass the checks."""
+    uris = {
+        "champion_uri": "s3://catsdogs/champion",
+        "checkpoint_root": "s3://catsdogs/checkpoints",
+        "serving_uri": "s3://catsdogs/serving",
+        "weights": "s3://catsdogs/weights/vgg16_notop.h5",
+    }
+    options = [f"--{name.replace('_', '-')}" for name in uris]
+    pairs = [
+        item
+        for option, value in zip(options, uris.values(), strict=True)
+        for item in (option, value)
+    ]
+    result = CliRunner().invoke(
+        app,
+        ["submit", "--source", "s3://catsdogs/raw", "--package", str(GOLDEN), "--host", server.url]
+        + profile(server)
+        + pairs,
+    )
+    assert result.exit_code == 0, result.output
+    (run_call,) = server.state.calls_to("POST", "/runs")
+    parameters = run_call.body["runtime_config"]["parameters"]
+    assert parameters["source"] == "s3://catsdogs/raw"
+    assert {name: parameters[name] for name in uris} == uris
+
+
 def test_pipeline_root_and_service_account_reach_the_run(server: RecordingServer) -> None:
     result = submit(
         server,

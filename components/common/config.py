@@ -6,6 +6,9 @@ Everything configurable from the environment is read here, so a reader can see e
   ``DEFAULT_IMAGE`` below, the one place the reference lives; ``make images`` reads it from here.
 - ``STORAGE_EMULATOR_HOST``: when set, google-cloud-storage talks to that endpoint (fake-gcs-server
   in tests) with anonymous credentials.
+- ``AWS_ENDPOINT_URL_S3`` (or ``AWS_ENDPOINT_URL``): the S3-compatible endpoint for s3:// URIs
+  (MinIO on a Kubeflow cluster, moto's server in tests); unset means Amazon S3. Credentials and
+  retry settings (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``AWS_RETRY_MODE``...) are boto3's own.
 - ``GOOGLE_CLOUD_PROJECT``: the project for new storage clients (optional; buckets are global).
 - ``CATSDOGS_CACHE``: where downloaded sources and datasets are cached (default ``~/.cache/catsdogs``).
 - ``CATSDOGS_WEIGHTS_DIR``: ImageNet notop weight files baked into the GPU image at build time
@@ -31,6 +34,16 @@ def image() -> str:
 def storage_emulator_host() -> str | None:
     """The fake-gcs-server (or other emulator) endpoint, if one is configured."""
     return os.environ.get("STORAGE_EMULATOR_HOST") or None
+
+
+def s3_endpoint() -> str | None:
+    """The S3-compatible endpoint (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``), if any."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_retry_configured() -> bool:
+    """Whether ``AWS_RETRY_MODE`` or ``AWS_MAX_ATTEMPTS`` chooses boto3's retries (else: ours)."""
+    return bool(os.environ.get("AWS_RETRY_MODE") or os.environ.get("AWS_MAX_ATTEMPTS"))
 
 
 def gcp_project() -> str | None:

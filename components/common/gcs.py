@@ -59,7 +59,7 @@ class ObjectInfo:
 
     uri: str
     size: int
-    generation: int | None  # GCS generation; None for local files
+    generation: int | str | None  # version token: GCS generation, S3 ETag; None for local files
 
 
 def is_gcs(uri: str | os.PathLike[str]) -> bool:

@@ -114,8 +114,8 @@ def expand(inputs: list[str]) -> list[ImageSource]:
     """
     sources: list[ImageSource] = []
     for item in inputs:
-        if storage.is_gcs(item):
-            _, name = storage.split_gcs(item)
+        if storage.is_remote(item):
+            _, name = storage.split_remote(item)
             if name and not name.endswith("/") and storage.exists(item):
                 sources.append(ImageSource(item))
                 continue

@@ -53,7 +53,7 @@ def local_model_file(model_dir: str) -> Iterator[Path]:
             f"{model_dir} is not a model folder: it has no {MODEL_FILE}{found}. Point --model at "
             "the output folder of `catsdogs train-scratch` or `catsdogs train-transfer`."
         )
-    if not storage.is_gcs(uri):
+    if not storage.is_remote(uri):
         yield Path(uri)
         return
     with tempdirs.temporary("model") as tmp:

@@ -291,7 +291,7 @@ def load_manifest(dataset: str | Path) -> Manifest:
     if not str(dataset).strip():
         raise DatasetError(
             f"The dataset location is empty ({str(dataset)!r}). Point --data at the output folder "
-            "or gs:// prefix of `catsdogs prepare`."
+            "or gs:// / s3:// prefix of `catsdogs prepare`."
         )
     uri = storage.join(dataset, MANIFEST)
     if not storage.exists(uri):
@@ -348,7 +348,7 @@ def local_dataset(
     for split in splits:
         if split not in manifest.splits:
             raise DatasetError(f"{dataset} has no {split!r} split (has: {list(manifest.splits)}).")
-    if not storage.is_gcs(dataset):
+    if not storage.is_remote(dataset):
         verify_shards(Path(dataset), manifest, splits)
         yield Path(dataset), manifest
         return

@@ -1,20 +1,20 @@
-"""One small storage API over local paths and ``gs://bucket/prefix`` URIs.
+"""One small storage API over local paths, ``gs://bucket/prefix`` and ``s3://bucket/prefix`` URIs.
 
-Every component reads and writes through these functions, so the same code runs on a laptop (local
-folders), in tests (fake-gcs-server through ``STORAGE_EMULATOR_HOST``) and on a cluster (GCS).
-Each function handles local paths itself and sends gs:// URIs to ``gcs`` (the client side: retries,
-clear errors, conditional writes read back, parallel transfers).
+Every component reads and writes through these functions, so the same code runs on a laptop, in
+tests (fake-gcs-server, moto's S3 server) and on a cluster (GCS, Amazon S3 or MinIO). Local paths
+are handled here; gs:// URIs go to ``gcs``, s3:// URIs to ``s3``: two backends with the same
+functions and guarantees (retries, clear errors, conditional writes read back, parallel transfers).
 
 Guarantees:
 - Writes never leave a half-written file or object visible: local writes go to a temporary file in
-  the same folder and are renamed into place; a GCS object only appears once its upload completes.
+  the same folder and are renamed into place; an object only appears once its upload completes.
 - ``if_absent=True`` makes a write create-only (local: a hard link that fails if the name exists;
-  GCS: the ``ifGenerationMatch=0`` precondition), so an artifact is never overwritten by accident.
-- A conditional GCS write (create-only or compare-and-swap) whose lost response made the client's
-  retry fail its own precondition still succeeds (see ``gcs``).
-- Downloads are verified with crc32c; folder transfers run in parallel; transient errors are
-  retried with the library's default retry policy.
-- A missing bucket or a permission problem fails fast with a message that names the URI and the fix.
+  GCS: ``ifGenerationMatch=0``; S3: ``If-None-Match: *``): no artifact is overwritten by accident.
+- ``if_generation_match`` is a compare-and-swap on ``stat``'s ``generation`` (GCS: the generation;
+  S3: the ETag, ``If-Match``). A conditional write whose lost response made the client's retry
+  fail its own precondition still succeeds (see ``gcs`` and ``s3``).
+- Downloads are verified (GCS: crc32c, S3: the stored checksum); folder transfers run in parallel;
+  transient errors are retried by each library; a missing bucket or permission fails fast, clearly.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from catsdogs.components.common import gcs, tempdirs
+from catsdogs.components.common import gcs, s3, tempdirs
 from catsdogs.components.common.errors import (
     AlreadyExistsError,
     OutputConflictError,
@@ -36,11 +37,21 @@ from catsdogs.components.common.errors import (
     StorageError,
 )
 from catsdogs.components.common.gcs import GCS_SCHEME, ObjectInfo, is_gcs, split_gcs
+from catsdogs.components.common.s3 import S3_SCHEME, is_s3
+from catsdogs.components.common.uris import (
+    REMOTE_SCHEMES,
+    is_remote,
+    join,
+    names_no_bucket,
+    split_remote,
+)
 
 # The API callers use as ``storage.NAME``; the errors, the URI helpers and ObjectInfo are defined
-# in errors and gcs.
+# in errors, uris, gcs and s3.
 __all__ = [
     "GCS_SCHEME",
+    "REMOTE_SCHEMES",
+    "S3_SCHEME",
     "AlreadyExistsError",
     "ObjectInfo",
     "OutputConflictError",
@@ -57,14 +68,18 @@ __all__ = [
     "exists",
     "is_dir",
     "is_gcs",
+    "is_remote",
+    "is_s3",
     "join",
     "list_files",
     "list_objects",
     "local_dir",
+    "names_no_bucket",
     "output_dir",
     "read_bytes",
     "read_text",
     "split_gcs",
+    "split_remote",
     "stat",
     "temp_path",
     "upload_dir",
@@ -74,14 +89,10 @@ __all__ = [
 ]
 
 
-def join(base: str | os.PathLike[str], *parts: str) -> str:
-    """Join path parts onto a local path or a gs:// URI."""
-    if is_gcs(base):
-        out = str(base).rstrip("/")
-        for part in parts:
-            out += "/" + part.strip("/")
-        return out
-    return str(Path(base, *parts))
+def _remote(uri: str | os.PathLike[str]) -> ModuleType | None:
+    """The backend module of a gs:// or s3:// URI; None for a local path."""
+    uri = str(uri)
+    return gcs if is_gcs(uri) else s3 if is_s3(uri) else None
 
 
 TMPDIR_FIX = "Free some space there, or set TMPDIR to a folder on a larger disk."
@@ -94,7 +105,7 @@ def disk_full(
     """Turn "no space left on device" (or over quota) inside the block into one line.
 
     Args:
-        folder: The local folder being written to (gs:// errors pass through unchanged).
+        folder: The local folder being written to (gs:// and s3:// errors pass through unchanged).
         what: What was being written, for the message.
         needed: Bytes the write needs, if known.
         fix: The sentence that tells the user what to do.
@@ -106,7 +117,7 @@ def disk_full(
     try:
         yield
     except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or is_gcs(folder):
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or is_remote(folder):
             raise
         existing = Path(folder)
         while not existing.exists() and existing != existing.parent:
@@ -120,7 +131,7 @@ def disk_full(
 
 
 def check_folder(uri: str | os.PathLike[str], option: str) -> None:
-    """Refuse a local folder location that is a file or lies below one (gs:// always passes).
+    """Refuse a local folder location that is a file or lies below one (gs://, s3:// pass).
 
     Args:
         uri: The location, which may not exist yet.
@@ -129,7 +140,7 @@ def check_folder(uri: str | os.PathLike[str], option: str) -> None:
     Raises:
         OutputConflictError: ``uri`` or one of its parents is a file.
     """
-    if is_gcs(uri):
+    if is_remote(uri):
         return
     path = Path(uri)
     for folder in (path, *path.parents):
@@ -137,7 +148,7 @@ def check_folder(uri: str | os.PathLike[str], option: str) -> None:
             if not folder.is_dir():
                 raise OutputConflictError(
                     f"{option} {uri} is not a folder: {folder} is a file. Point {option} at a "
-                    "folder (new or existing) or a gs:// prefix."
+                    "folder (new or existing) or a gs:// or s3:// prefix."
                 )
             return
 
@@ -158,27 +169,30 @@ def check_reachable(uri: str | os.PathLike[str]) -> None:
 def exists(uri: str | os.PathLike[str]) -> bool:
     """Whether a file/object (or, locally, a folder) exists at ``uri``."""
     uri = str(uri)
-    return gcs.exists(uri) if is_gcs(uri) else Path(uri).exists()
+    remote = _remote(uri)
+    return bool(remote.exists(uri)) if remote else Path(uri).exists()
 
 
 def is_dir(uri: str | os.PathLike[str]) -> bool:
-    """Whether ``uri`` is a local folder or a gs:// prefix holding at least one object."""
+    """Whether ``uri`` is a local folder or a gs:// / s3:// prefix holding at least one object."""
     uri = str(uri)
-    return gcs.is_dir(uri) if is_gcs(uri) else Path(uri).is_dir()
+    remote = _remote(uri)
+    return bool(remote.is_dir(uri)) if remote else Path(uri).is_dir()
 
 
 def stat(uri: str | os.PathLike[str]) -> ObjectInfo:
-    """Size and (for GCS) generation of one file/object; FileNotFoundError when missing."""
+    """Size and version token (GCS generation, S3 ETag) of one file/object; FileNotFoundError when missing."""
     uri = str(uri)
-    if is_gcs(uri):
-        return gcs.stat(uri)
+    if remote := _remote(uri):
+        return remote.stat(uri)
     return ObjectInfo(uri=uri, size=Path(uri).stat().st_size, generation=None)
 
 
 def read_bytes(uri: str | os.PathLike[str]) -> bytes:
-    """The whole content of a file/object (crc32c-verified for GCS)."""
+    """The whole content of a file/object (checksum-verified for GCS and S3)."""
     uri = str(uri)
-    return gcs.read_bytes(uri) if is_gcs(uri) else Path(uri).read_bytes()
+    remote = _remote(uri)
+    return bytes(remote.read_bytes(uri)) if remote else Path(uri).read_bytes()
 
 
 def read_text(uri: str | os.PathLike[str]) -> str:
@@ -191,22 +205,22 @@ def write_bytes(
     data: bytes,
     *,
     if_absent: bool = False,
-    if_generation_match: int | None = None,
+    if_generation_match: int | str | None = None,
     content_type: str | None = None,
 ) -> None:
     """Write ``data`` atomically to ``uri``.
 
     Args:
-        uri: Local path or gs:// URI; local parent folders are created.
+        uri: Local path, gs:// or s3:// URI; local parent folders are created.
         data: The content.
         if_absent: Create-only: raise AlreadyExistsError if something is there already.
-        if_generation_match: GCS only: write only if the object's generation is this one
-            (0 means "does not exist"); raises PreconditionFailedError otherwise.
-        content_type: GCS content type (default: guessed by the library).
+        if_generation_match: gs:// / s3:// only: write only if ``stat(uri).generation`` (GCS
+            generation, S3 ETag) is this one (0: must not exist); else PreconditionFailedError.
+        content_type: The object's content type (default: application/octet-stream).
     """
     uri = str(uri)
-    if is_gcs(uri):
-        gcs.write_bytes(
+    if remote := _remote(uri):
+        remote.write_bytes(
             uri,
             data,
             if_absent=if_absent,
@@ -215,7 +229,7 @@ def write_bytes(
         )
         return
     if if_generation_match not in (None, 0):
-        raise ValueError("if_generation_match other than 0 only applies to gs:// URIs.")
+        raise ValueError("if_generation_match other than 0 only applies to gs:// and s3:// URIs.")
     _write_local_atomic(Path(uri), data, if_absent=if_absent or if_generation_match == 0)
 
 
@@ -246,21 +260,21 @@ def _write_local_atomic(path: Path, data: bytes, *, if_absent: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def delete(uri: str | os.PathLike[str], *, if_generation_match: int | None = None) -> None:
+def delete(uri: str | os.PathLike[str], *, if_generation_match: int | str | None = None) -> None:
     """Delete one file/object (missing is not an error)."""
     uri = str(uri)
-    if is_gcs(uri):
-        gcs.delete(uri, if_generation_match=if_generation_match)
+    if remote := _remote(uri):
+        remote.delete(uri, if_generation_match=if_generation_match)
     else:
         Path(uri).unlink(missing_ok=True)
 
 
 def copy(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: Any) -> None:
-    """Copy one file/object to another location (any local/gs:// combination)."""
+    """Copy one file/object to another location (any local, gs:// or s3:// combination)."""
     src, dst = str(src), str(dst)
-    if not is_gcs(src) and is_gcs(dst):
+    if not is_remote(src) and is_remote(dst):
         upload_file(src, dst, **kwargs)
-    elif is_gcs(src) and not is_gcs(dst):
+    elif is_remote(src) and not is_remote(dst):
         download_file(src, dst)
     else:
         write_bytes(dst, read_bytes(src), **kwargs)
@@ -268,22 +282,23 @@ def copy(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: Any
 
 def upload_file(local_path: str | os.PathLike[str], uri: str, *, if_absent: bool = False) -> None:
     """Upload one local file to ``uri`` (local destinations are copied atomically)."""
-    if is_gcs(uri):
-        gcs.upload_file(local_path, uri, if_absent=if_absent)
+    if remote := _remote(uri):
+        remote.upload_file(local_path, uri, if_absent=if_absent)
     else:
         _write_local_atomic(Path(uri), Path(local_path).read_bytes(), if_absent=if_absent)
 
 
 def download_file(uri: str, local_path: str | os.PathLike[str]) -> None:
-    """Download one object to a local file, crc32c-verified, renamed into place when complete."""
+    """Download one object to a local file, checksum-verified, renamed into place when complete."""
     local = Path(local_path)
-    if not is_gcs(uri):
+    remote = _remote(uri)
+    if remote is None:
         _write_local_atomic(local, Path(uri).read_bytes(), if_absent=False)
         return
     local.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(local)
     try:
-        gcs.download_file(uri, tmp)
+        remote.download_file(uri, tmp)
         os.replace(tmp, local)
     finally:
         tmp.unlink(missing_ok=True)
@@ -293,10 +308,10 @@ def download_file(uri: str, local_path: str | os.PathLike[str]) -> None:
 
 
 def list_files(uri: str | os.PathLike[str]) -> list[str]:
-    """Relative names (``/``-separated, sorted) of every file below a folder or gs:// prefix."""
+    """Relative names (``/``-separated, sorted) of every file below a folder or gs:// / s3:// prefix."""
     uri = str(uri)
-    if is_gcs(uri):
-        return gcs.list_files(uri)
+    if remote := _remote(uri):
+        return remote.list_files(uri)
     root = Path(uri)
     if not root.is_dir():
         raise FileNotFoundError(f"Expected a folder at {uri}, found none.")
@@ -308,13 +323,14 @@ def list_files(uri: str | os.PathLike[str]) -> list[str]:
 
 
 def list_objects(uri: str | os.PathLike[str]) -> list[tuple[str, ObjectInfo]]:
-    """``(relative name, info)`` of every file below a folder or gs:// prefix, sorted by name.
+    """``(relative name, info)`` of every file below a folder or gs:// / s3:// prefix, by name.
 
-    One listing call for GCS (sizes and generations come with it); local files are stat'ed.
+    One listing (sizes and generations or ETags come with it) for GCS and S3; local files are
+    stat'ed.
     """
     uri = str(uri)
-    if is_gcs(uri):
-        return gcs.list_objects(uri)
+    if remote := _remote(uri):
+        return remote.list_objects(uri)
     return [(name, stat(join(uri, name))) for name in list_files(uri)]
 
 
@@ -337,20 +353,20 @@ def upload_dir(local_dir: str | os.PathLike[str], uri: str, *, if_absent: bool =
 
     Args:
         local_dir: The folder to upload.
-        uri: Destination folder or gs:// prefix.
+        uri: Destination folder or gs:// / s3:// prefix.
         if_absent: Create-only for every file: fail instead of overwriting anything.
     """
     root = Path(local_dir)
     names = list_files(root)
-    if is_gcs(uri):
-        gcs.upload_dir(root, names, uri, if_absent=if_absent)
+    if remote := _remote(uri):
+        remote.upload_dir(root, names, uri, if_absent=if_absent)
         return
     for name in names:
         upload_file(root / name, join(uri, name), if_absent=if_absent)
 
 
 def download_dir(uri: str, local_dir: str | os.PathLike[str]) -> list[str]:
-    """Download every object below ``uri`` into ``local_dir``, in parallel, crc32c-verified.
+    """Download every object below ``uri`` into ``local_dir``, in parallel, checksum-verified.
 
     Files land in a temporary folder next to ``local_dir`` first and are renamed into place, so a
     failed or interrupted download never leaves a partial file under ``local_dir``.
@@ -361,8 +377,8 @@ def download_dir(uri: str, local_dir: str | os.PathLike[str]) -> list[str]:
     dest = Path(local_dir)
     names = list_files(uri)
     dest.mkdir(parents=True, exist_ok=True)
-    if is_gcs(uri):
-        gcs.download_dir(uri, names, dest)
+    if remote := _remote(uri):
+        remote.download_dir(uri, names, dest)
         return names
     for name in names:
         _write_local_atomic(dest / name, Path(uri, name).read_bytes(), if_absent=False)
@@ -373,7 +389,7 @@ def download_dir(uri: str, local_dir: str | os.PathLike[str]) -> list[str]:
 def local_dir(uri: str | os.PathLike[str]) -> Iterator[Path]:
     """A local folder with the content of ``uri``: the folder itself, or a temporary download."""
     uri = str(uri)
-    if not is_gcs(uri):
+    if not is_remote(uri):
         yield Path(uri)
         return
     with tempdirs.temporary("download") as tmp:
@@ -383,9 +399,9 @@ def local_dir(uri: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def output_dir(uri: str | os.PathLike[str]) -> Iterator[Path]:
-    """A local folder to write into; for gs:// it is uploaded to ``uri`` when the block succeeds."""
+    """A local folder to write into; for gs:// / s3:// it is uploaded when the block succeeds."""
     uri = str(uri)
-    if not is_gcs(uri):
+    if not is_remote(uri):
         Path(uri).mkdir(parents=True, exist_ok=True)
         yield Path(uri)
         return

@@ -24,7 +24,7 @@ _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-[0-9a-f]+")  # storage.temp_path o
 
 
 def check_output(output: str) -> None:
-    """Refuse an output that is empty, blank, a gs:// URI without a bucket, or a file.
+    """Refuse an output that is empty, blank, a gs:// or s3:// URI without a bucket, or a file.
 
     Raises:
         SettingsError: ``output`` is empty or names no bucket.
@@ -33,10 +33,13 @@ def check_output(output: str) -> None:
     if not output.strip():
         raise SettingsError(
             f"The output location is empty ({output!r}). Pass --output a folder or "
-            "gs://bucket/prefix to write the dataset to."
+            "gs://bucket/prefix (or s3://bucket/prefix) to write the dataset to."
         )
-    if storage.is_gcs(output) and not output[len(storage.GCS_SCHEME) :].split("/")[0]:
-        raise SettingsError(f"--output {output!r} names no bucket; expected gs://bucket/prefix.")
+    if storage.names_no_bucket(output):
+        scheme = output.split("://")[0]
+        raise SettingsError(
+            f"--output {output!r} names no bucket; expected {scheme}://bucket/prefix."
+        )
     storage.check_folder(output, "--output")
     storage.check_reachable(output)  # credentials and bucket, before a download or any decoding
 
@@ -97,7 +100,7 @@ def clear_leftovers(output: str) -> None:
     for name in _listing(output):
         if _is_ours(name):
             storage.delete(storage.join(output, name))
-    if not storage.is_gcs(output) and Path(output).is_dir():
+    if not storage.is_remote(output) and Path(output).is_dir():
         for path in Path(output).iterdir():
             temp = _TEMP_NAME.fullmatch(path.name)
             if temp and (_is_ours(temp["name"]) or temp["name"] == records.MANIFEST):
@@ -106,8 +109,8 @@ def clear_leftovers(output: str) -> None:
 
 @contextlib.contextmanager
 def output_folder(output: str) -> Iterator[Path]:
-    """The local folder to write the dataset into; for gs:// it is uploaded when the block succeeds."""
-    if not storage.is_gcs(output):
+    """The local folder to write the dataset into; for gs:// / s3:// it is uploaded when done."""
+    if not storage.is_remote(output):
         Path(output).mkdir(parents=True, exist_ok=True)
         yield Path(output)
         return
@@ -131,7 +134,7 @@ def write_shards(
 
 
 def _listing(output: str) -> list[str]:
-    return storage.list_files(output) if storage.is_gcs(output) or Path(output).is_dir() else []
+    return storage.list_files(output) if storage.is_remote(output) or Path(output).is_dir() else []
 
 
 def _is_ours(name: str) -> bool:

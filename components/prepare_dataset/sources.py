@@ -86,21 +86,24 @@ def check_source(source: str) -> None:
     """Refuse an empty or blank source before it can mean "the current folder".
 
     Raises:
-        SourceError: ``source`` is empty, blank or a gs:// URI without a bucket.
+        SourceError: ``source`` is empty, blank or a gs:// / s3:// URI without a bucket.
     """
     if not source.strip():
         raise SourceError(
             f"The source is empty ({source!r}). Pass --source a folder, a .zip/.tar(.gz) archive, "
-            "a gs://bucket/prefix or an https:// URL."
+            "a gs://bucket/prefix, an s3://bucket/prefix or an https:// URL."
         )
-    if storage.is_gcs(source) and not source[len(storage.GCS_SCHEME) :].split("/")[0]:
-        raise SourceError(f"The source {source!r} names no bucket; expected gs://bucket/prefix.")
+    if storage.names_no_bucket(source):
+        scheme = source.split("://")[0]
+        raise SourceError(
+            f"The source {source!r} names no bucket; expected {scheme}://bucket/prefix."
+        )
 
 
 def source_fingerprint(source: str) -> str:
     """A cheap identity of the source's current content, for caching and provenance.
 
-    gs://: object names, sizes and generations (one listing); local: relative names, sizes and
+    gs:// and s3://: object names, sizes and generations or ETags (one listing); local: relative names, sizes and
     modification times; http(s): the URL with ETag, Last-Modified and Content-Length from a HEAD.
 
     Raises:
@@ -110,18 +113,19 @@ def source_fingerprint(source: str) -> str:
     if _is_url(source):
         headers = _head(source)
         return _digest("url", [source, *(f"{k}={headers.get(k, '')}" for k in _HEAD_KEYS)])
-    if storage.is_gcs(source):
-        _, name = storage.split_gcs(source)
+    if storage.is_remote(source):
+        _, name = storage.split_remote(source)
+        kind = source.split("://")[0]  # "gs" or "s3"
         if name and not name.endswith("/") and storage.exists(source):
             info = storage.stat(source)
-            return _digest("gs", [source, f"{info.size}", f"{info.generation}"])
+            return _digest(kind, [source, f"{info.size}", f"{info.generation}"])
         objects = storage.list_objects(source)
         if not objects:
             raise SourceError(
-                f"Source {source} holds no objects. Expected a gs:// prefix with images (or an "
-                "archive object); check the URI."
+                f"Source {source} holds no objects. Expected a {kind}:// prefix with images (or "
+                "an archive object); check the URI."
             )
-        return _digest("gs", [f"{n}\t{i.size}\t{i.generation}" for n, i in objects])
+        return _digest(kind, [f"{n}\t{i.size}\t{i.generation}" for n, i in objects])
     path = Path(source)
     if path.is_file():
         st = path.stat()
@@ -135,7 +139,7 @@ def source_fingerprint(source: str) -> str:
         return _digest("dir", sorted(lines))
     raise SourceError(
         f"Source {source} does not exist. Expected a folder, a .zip/.tar/.tar.gz archive, a "
-        "gs://bucket/prefix or an https:// URL; fix --source."
+        "gs:// or s3://bucket/prefix or an https:// URL; fix --source."
     )
 
 
@@ -230,8 +234,8 @@ def materialize(source: str, fingerprint: str, sha256: str = "") -> Iterator[Loc
     with tempdirs.temporary("source") as work:
         if _is_url(source):
             archive = _download(source, sha256, fingerprint)
-        elif storage.is_gcs(source):
-            _, name = storage.split_gcs(source)
+        elif storage.is_remote(source):
+            _, name = storage.split_remote(source)
             if name and not name.endswith("/") and storage.exists(source):
                 archive = work / (PurePosixPath(name).name or "archive")
                 storage.download_file(source, archive)

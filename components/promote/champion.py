@@ -1,6 +1,6 @@
 """The champion location: its pointer (champion.json), its versions and the lock that guards them.
 
-Layout of a champion location (local folder or gs:// prefix):
+Layout of a champion location (local folder, gs:// or s3:// prefix):
 
     champion.json            the pointer: which version is the champion, with its score and identity
     versions/v0001/          every model ever promoted, never overwritten:
@@ -11,8 +11,10 @@ Layout of a champion location (local folder or gs:// prefix):
 
 The champion model is ``<champion>/<champion.json["path"]>/model.keras``; ``champion_model_dir``
 resolves it. A promotion writes a new ``versions/vN/`` with create-only writes
-(``write_version``) and switches the pointer in one compare-and-swap step (``publish``): on GCS a
-write with ``if_generation_match`` (the generation ``read_pointer`` saw before deciding), locally a
+(``write_version``) and switches the pointer in one compare-and-swap step (``publish``): on GCS and
+S3 a write with ``if_generation_match`` (the generation, or on S3 the ETag, that ``read_pointer``
+saw before deciding: ``ifGenerationMatch`` / ``If-Match``; ``If-None-Match: *`` for the first
+champion), locally a
 replace under the folder's lock that re-checks the version. The local lock is an exclusive
 ``flock`` on the champion folder, which the kernel releases however its holder ends (kill -9
 included), so a crashed promotion never blocks the next; while it is held, ``LOCK_FILE`` names the
@@ -66,7 +68,9 @@ class Pointer:
     """What champion.json held when it was read."""
 
     record: dict[str, Any] | None
-    generation: int | None  # GCS generation of champion.json (0: absent); None locally
+    generation: (
+        int | str | None
+    )  # GCS generation / S3 ETag of champion.json (0: absent); None locally
 
     @property
     def version(self) -> int:
@@ -75,10 +79,10 @@ class Pointer:
 
 
 def read_pointer(champion_uri: str) -> Pointer:
-    """The current champion record (None when there is none yet) and, on GCS, its generation."""
+    """The current champion record (None when there is none yet) and its generation or ETag."""
     uri = storage.join(champion_uri, CHAMPION_FILE)
-    generation: int | None = None
-    if storage.is_gcs(uri):
+    generation: int | str | None = None
+    if storage.is_remote(uri):
         try:
             generation = storage.stat(uri).generation  # before the read: a CAS on it is safe
         except FileNotFoundError:
@@ -88,7 +92,7 @@ def read_pointer(champion_uri: str) -> Pointer:
     try:
         record = json.loads(storage.read_text(uri))
     except FileNotFoundError:
-        return Pointer(None, 0 if storage.is_gcs(uri) else None)
+        return Pointer(None, 0 if storage.is_remote(uri) else None)
     except json.JSONDecodeError as error:
         raise storage.StorageError(
             f"{uri} is not valid JSON ({error}); restore it from versions/ or delete it to start over."
@@ -176,7 +180,7 @@ def _swap_pointer(champion_uri: str, record: dict[str, Any], expected: Pointer) 
     """Replace champion.json with ``record`` only if it is still ``expected`` (compare-and-swap)."""
     uri = storage.join(champion_uri, CHAMPION_FILE)
     text = json.dumps(record, indent=2, sort_keys=True)
-    if storage.is_gcs(uri):
+    if storage.is_remote(uri):
         try:
             storage.write_text(uri, text, if_generation_match=expected.generation or 0)
         except (storage.PreconditionFailedError, storage.AlreadyExistsError) as error:
@@ -256,7 +260,7 @@ def _delete_all(uris: list[str]) -> None:
     for uri in reversed(uris):
         storage.delete(uri)
     for uri in uris[:1]:
-        if not storage.is_gcs(uri):  # local folders: remove versions/vN (and versions/) if empty
+        if not storage.is_remote(uri):  # local folders: remove versions/vN (and versions/) if empty
             for folder in (Path(uri).parent, Path(uri).parent.parent):
                 try:
                     folder.rmdir()

@@ -93,7 +93,7 @@ class DeploySettings:
         if not self.serving_uri.startswith(STORAGE_SCHEMES):
             raise SettingsError(
                 f"--serving-uri must be storage the cluster can read ({', '.join(STORAGE_SCHEMES)}), "
-                f"got {self.serving_uri!r}. Export to gs://BUCKET/serving/catsdogs first."
+                f"got {self.serving_uri!r}. Export to gs://BUCKET/serving/catsdogs (or s3://...) first."
             )
         percent = self.canary_traffic_percent
         if percent is not None and not 0 <= percent <= 100:

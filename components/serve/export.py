@@ -256,7 +256,7 @@ def publish(saved_dir: Path, target: str) -> None:
     Raises:
         OutputConflictError: Something appeared at ``target`` meanwhile.
     """
-    if not storage.is_gcs(target):
+    if not storage.is_remote(target):
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         staging = Path(target).with_name(f".{Path(target).name}.tmp-{uuid.uuid4().hex[:8]}")
         shutil.copytree(saved_dir, staging)

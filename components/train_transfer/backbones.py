@@ -181,10 +181,10 @@ def fetch_weights(weights: str, spec: BackboneSpec) -> tuple[str, str]:
     )
     if not weights.endswith(".h5"):
         raise WeightsError(
-            f"--weights {weights!r}: expected 'imagenet', 'none' or a path / gs:// URI to {hint} "
+            f"--weights {weights!r}: expected 'imagenet', 'none' or a path / gs:// or s3:// URI to {hint} "
             "ending in .h5."
         )
-    if storage.is_gcs(weights):
+    if storage.is_remote(weights):
         info = storage.stat(weights)  # fails with a clear StorageError when missing
         key = hashlib.sha256(f"{weights}#{info.generation}".encode()).hexdigest()[:16]
         local = config.cache_dir() / "weights" / key / Path(weights).name

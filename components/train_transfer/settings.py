@@ -93,7 +93,7 @@ class TransferSettings(TrainingSettings):
             )
         if not self.weights:
             raise SettingsError(
-                "weights must be 'imagenet', 'none' or a path / gs:// URI of a notop .h5 file, "
+                "weights must be 'imagenet', 'none' or a path / gs:// or s3:// URI of a notop .h5 file, "
                 "got ''."
             )
 

@@ -1,10 +1,12 @@
-"""A fault-injecting HTTP proxy on 127.0.0.1 in front of fake-gcs-server (tests only).
+"""A fault-injecting HTTP proxy on 127.0.0.1 in front of fake-gcs-server or moto (tests only).
 
-Point ``STORAGE_EMULATOR_HOST`` at ``FaultProxy.url`` and every storage call goes through it:
+Point ``STORAGE_EMULATOR_HOST`` (GCS) or ``AWS_ENDPOINT_URL_S3`` (S3) at ``FaultProxy.url``
+(``storage_through`` does both) and every storage call goes through it:
 
 - random faults: with probability ``rate`` a request is answered 503 or 429 by the proxy, or its
   connection is reset, before it reaches the server (seeded, so a failing run can be replayed);
-- lost responses: a request for which ``lose_response(method, path, body)`` is true reaches the
+  S3 requests get S3's own error body (503 ``SlowDown``), GCS requests a JSON one;
+- lost responses: a request for which ``lose_response(method, path, body, headers)`` is true reaches the
   server, which acts on it, and then the client's connection is reset instead of the answer
   being sent. Each distinct request (method, path with query, body) loses its response once, so
   the client's retry of the same request gets through: the case of a write that succeeded but
@@ -32,21 +34,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"}
+Headers = dict[str, str]  # lower-case names
 
 
-def conditional_write(method: str, path: str, body: bytes = b"") -> bool:
-    """Uploads with a generation precondition: create-only (``=0``) and compare-and-swap writes."""
-    return (
-        method in ("POST", "PUT") and path.startswith("/upload/") and "ifGenerationMatch=" in path
-    )
+def _is_gcs(path: str) -> bool:
+    return path.startswith(("/storage/v1/", "/upload/", "/download/"))
 
 
-def conditional_write_of(suffix: str) -> Callable[[str, str, bytes], bool]:
-    """Conditional writes of objects whose name ends with ``suffix`` (named in the upload's body)."""
+def conditional_write(
+    method: str, path: str, body: bytes = b"", headers: Headers | None = None
+) -> bool:
+    """Writes with a precondition: create-only and compare-and-swap, on either backend.
+
+    GCS: uploads with ``ifGenerationMatch`` (``=0``: create-only). S3: ``PUT`` object with
+    ``If-None-Match: *`` or ``If-Match: <etag>``, and a multipart completion (``POST ?uploadId=``)
+    with ``If-None-Match: *``.
+    """
+    if _is_gcs(path):
+        return (
+            method in ("POST", "PUT")
+            and path.startswith("/upload/")
+            and "ifGenerationMatch=" in path
+        )
+    headers = headers or {}
+    conditional = "if-none-match" in headers or "if-match" in headers
+    if method == "PUT":
+        return conditional and "partNumber=" not in path
+    return method == "POST" and "uploadId=" in path and conditional
+
+
+def conditional_write_of(suffix: str) -> Callable[[str, str, bytes, Headers], bool]:
+    """Conditional writes of objects whose name ends with ``suffix`` (GCS: in the upload's body;
+    S3: in the path)."""
     name = re.compile(rb'"name": ?"[^"]*' + re.escape(suffix.encode()) + rb'"')
 
-    def match(method: str, path: str, body: bytes) -> bool:
-        return conditional_write(method, path) and name.search(body) is not None
+    def match(method: str, path: str, body: bytes, headers: Headers) -> bool:
+        if not conditional_write(method, path, body, headers):
+            return False
+        if _is_gcs(path):
+            return name.search(body) is not None
+        return urllib.parse.unquote(path.partition("?")[0]).endswith("/" + suffix)
 
     return match
 
@@ -65,7 +92,7 @@ class FaultProxy:
         *,
         rate: float = 0.0,
         seed: int = 0,
-        lose_response: Callable[[str, str, bytes], bool] | None = None,
+        lose_response: Callable[[str, str, bytes, Headers], bool] | None = None,
         max_seconds: float = 120.0,
     ) -> None:
         target = urllib.parse.urlsplit(upstream)
@@ -103,10 +130,10 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def decide(self, method: str, path: str, body: bytes) -> str:
+    def decide(self, method: str, path: str, body: bytes, headers: Headers | None = None) -> str:
         """The treatment of one request: "forward", "lose", "503", "429" or "reset"."""
         with self._lock:
-            if self.lose_response and self.lose_response(method, path, body):
+            if self.lose_response and self.lose_response(method, path, body, headers or {}):
                 key = (method, path, hashlib.sha256(body).hexdigest())
                 if key not in self._seen:
                     self._seen.add(key)
@@ -119,21 +146,25 @@ class FaultProxy:
 
 @contextlib.contextmanager
 def storage_through(proxy: FaultProxy) -> Iterator[FaultProxy]:
-    """Send the storage layer's requests through ``proxy`` (started here) for the block."""
-    from catsdogs.components.common import gcs
+    """Send the storage layer's requests (both backends) through ``proxy`` (started here)."""
+    from catsdogs.components.common import gcs, s3
 
-    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    names = ("STORAGE_EMULATOR_HOST", "AWS_ENDPOINT_URL_S3")
+    old = {name: os.environ.get(name) for name in names}
     with proxy:
-        os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
+        os.environ.update(dict.fromkeys(names, proxy.url))
         gcs.reset_client()
+        s3.reset_client()
         try:
             yield proxy
         finally:
-            if old is None:
-                os.environ.pop("STORAGE_EMULATOR_HOST", None)
-            else:
-                os.environ["STORAGE_EMULATOR_HOST"] = old
+            for name, value in old.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
             gcs.reset_client()
+            s3.reset_client()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -153,14 +184,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(501, b"chunked request bodies are not supported by the fault proxy")
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        treatment = proxy.decide(self.command, self.path, body)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        treatment = proxy.decide(self.command, self.path, body, headers)
         with proxy._lock:
             proxy.counts["forwarded" if treatment == "forward" else treatment] += 1
         if treatment == "reset":
             self._reset()
             return
-        if treatment in ("503", "429"):
+        if treatment in ("503", "429") and _is_gcs(self.path):
             self._answer(int(treatment), b'{"error": {"message": "injected by the fault proxy"}}')
+            return
+        if treatment in ("503", "429"):  # S3's throttling answer (botocore retries both codes)
+            error = b"<Error><Code>SlowDown</Code><Message>injected by the fault proxy</Message></Error>"
+            self._answer(int(treatment), error, "application/xml")
             return
         status, headers, data = self._forward(proxy.upstream, body)
         if treatment == "lose":
@@ -178,16 +214,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self, upstream: tuple[str, int], body: bytes) -> tuple[int, Any, bytes]:
         connection = http.client.HTTPConnection(*upstream, timeout=60)
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            # Expect: 100-continue was answered here (http.server) and the body read already.
+            skip = HOP_BY_HOP | {"expect"}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
             connection.request(self.command, self.path, body=body or None, headers=headers)
             response = connection.getresponse()
             return response.status, response.getheaders(), response.read()
         finally:
             connection.close()
 
-    def _answer(self, status: int, data: bytes) -> None:
+    def _answer(self, status: int, data: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -1,4 +1,4 @@
-"""Promotions on gs:// through the fault-injecting proxy: the champion is always valid.
+"""Promotions on gs:// and s3:// through the fault-injecting proxy: the champion is always valid.
 
 Valid: champion.json points at an existing, complete version whose model is the one it names;
 no promotion's answer is lost, and no version folder is left half-written.
@@ -17,8 +17,6 @@ from tests.reliability.fault_proxy import (
     conditional_write_of,
     storage_through,
 )
-
-pytestmark = pytest.mark.gcs
 
 
 def _promote(promotable: dict, name: str, location: str) -> gate.PromotionResult:
@@ -39,11 +37,12 @@ def _versions(location: str) -> dict[str, set[str]]:
     ["champion.json", "evaluation.json", "model.keras", "every conditional write"],
 )
 def test_lost_answer_to_a_conditional_write_keeps_the_champion(
-    lost: str, gcs_server: str, bucket: str, promotable: dict
+    lost: str, backend: tuple[str, str], promotable: dict
 ) -> None:
+    bucket, server = backend
     location = f"{bucket}/champion"
     target = conditional_write if lost.startswith("every") else conditional_write_of(lost)
-    with storage_through(FaultProxy(gcs_server, lose_response=target)) as proxy:
+    with storage_through(FaultProxy(server, lose_response=target)) as proxy:
         first = _promote(promotable, "first", location)
         assert first.promoted and first.version == 1, first
         assert champion_is_valid(location)["version"] == 1
@@ -63,11 +62,12 @@ def test_lost_answer_to_a_conditional_write_keeps_the_champion(
 
 
 def test_random_faults_leave_a_valid_champion_after_every_promotion(
-    gcs_server: str, bucket: str, promotable: dict
+    backend: tuple[str, str], promotable: dict
 ) -> None:
+    bucket, server = backend
     location = f"{bucket}/champion"
     expected = {"first": (True, 1), "better": (True, 2), "worse": (False, 2)}
-    with storage_through(FaultProxy(gcs_server, rate=0.12, seed=3)) as proxy:
+    with storage_through(FaultProxy(server, rate=0.12, seed=3)) as proxy:
         for name, (promoted, version) in expected.items():
             result = _promote(promotable, name, location)
             assert (result.promoted, result.version) == (promoted, version), (name, result)

@@ -40,7 +40,7 @@ print("not killed")
 """
 
 LOCAL_POINTS = ["evaluation.json", "model.keras", ".champion.lock", "champion.json"]
-GCS_POINTS = ["evaluation.json", "model.keras", "champion.json"]
+REMOTE_POINTS = ["evaluation.json", "model.keras", "champion.json"]  # gs:// and s3://
 
 
 def _kill_during_promotion(promotable: dict, name: str, location: str, after: str) -> None:
@@ -72,7 +72,7 @@ def _check_kill_and_rerun(promotable: dict, location: str, after: str, monkeypat
     record = champion_is_valid(location)
     assert record["model_sha256"] == gate.records.sha256_file(f"{model}/model.keras")
     assert record["previous_version"] == 1
-    if not storage.is_gcs(location):  # a lock file a killed holder left blocks no one
+    if not storage.is_remote(location):  # a lock file a killed holder left blocks no one
         with champion._locked(Path(location)):
             pass
     assert ".champion.lock" not in storage.list_files(location)
@@ -85,9 +85,8 @@ def test_killed_local_promotion_keeps_the_champion_and_reruns(
     _check_kill_and_rerun(promotable, str(tmp_path / "champion"), after, monkeypatch)
 
 
-@pytest.mark.gcs
-@pytest.mark.parametrize("after", GCS_POINTS)
-def test_killed_gcs_promotion_keeps_the_champion_and_reruns(
-    after: str, bucket: str, promotable: dict, monkeypatch
+@pytest.mark.parametrize("after", REMOTE_POINTS)
+def test_killed_remote_promotion_keeps_the_champion_and_reruns(
+    after: str, remote_bucket: str, promotable: dict, monkeypatch
 ) -> None:
-    _check_kill_and_rerun(promotable, f"{bucket}/champion", after, monkeypatch)
+    _check_kill_and_rerun(promotable, f"{remote_bucket}/champion", after, monkeypatch)

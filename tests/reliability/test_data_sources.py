@@ -154,8 +154,9 @@ def test_blank_uris_are_errors_not_the_current_folder(
     with pytest.raises(errors.ModelError, match="The model location is empty"):
         model_dir.load_model(blank)
     assert not (tmp_path / "out").exists() and not (tmp_path / "cwd" / records.MANIFEST).exists()
-    with pytest.raises(errors.SourceError, match="names no bucket"):
-        core.prepare("gs:///raw", str(tmp_path / "out"), SMALL, progress=False)
+    for scheme in ("gs", "s3"):
+        with pytest.raises(errors.SourceError, match=f"names no bucket; expected {scheme}://"):
+            core.prepare(f"{scheme}:///raw", str(tmp_path / "out"), SMALL, progress=False)
 
 
 HOSTILE = {

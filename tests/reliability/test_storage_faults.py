@@ -2,7 +2,7 @@
 
 A lost response to a conditional write (create-only or compare-and-swap) must not be taken for a
 conflict, a real conflict must still be refused, and random 503/429/resets must not change what
-ends up stored.
+ends up stored. Every test runs on both backends (``backend``: fake-gcs-server, then moto's S3).
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ from catsdogs.components.common import storage
 
 from tests.reliability.fault_proxy import FaultProxy, conditional_write, storage_through
 
-pytestmark = pytest.mark.gcs
-
 
 def test_lost_response_of_a_create_only_write_is_not_a_conflict(
-    gcs_server: str, bucket: str, tmp_path: Path
+    backend: tuple[str, str], tmp_path: Path
 ) -> None:
+    bucket, server = backend
     local = tmp_path / "file.bin"
     local.write_bytes(b"uploaded")
     folder = tmp_path / "folder"
     (folder / "sub").mkdir(parents=True)
     (folder / "a.bin").write_bytes(b"a")
     (folder / "sub" / "b.bin").write_bytes(b"b")
-    with storage_through(FaultProxy(gcs_server, lose_response=conditional_write)) as proxy:
+    with storage_through(FaultProxy(server, lose_response=conditional_write)) as proxy:
         storage.write_text(f"{bucket}/created.txt", "mine", if_absent=True)
         storage.upload_file(local, f"{bucket}/uploaded.bin", if_absent=True)
         storage.upload_dir(folder, f"{bucket}/dir", if_absent=True)
@@ -38,27 +37,29 @@ def test_lost_response_of_a_create_only_write_is_not_a_conflict(
 
 
 def test_lost_response_of_a_compare_and_swap_is_not_a_conflict(
-    gcs_server: str, bucket: str
+    backend: tuple[str, str],
 ) -> None:
+    bucket, server = backend
     uri = f"{bucket}/pointer.json"
     storage.write_text(uri, "v1")
     generation = storage.stat(uri).generation
-    with storage_through(FaultProxy(gcs_server, lose_response=conditional_write)) as proxy:
+    with storage_through(FaultProxy(server, lose_response=conditional_write)) as proxy:
         storage.write_text(uri, "v2", if_generation_match=generation)
         assert len(proxy.lost) == 1
     assert storage.read_text(uri) == "v2"
 
 
 def test_real_conflicts_are_still_refused_when_responses_are_lost(
-    gcs_server: str, bucket: str, tmp_path: Path
+    backend: tuple[str, str], tmp_path: Path
 ) -> None:
+    bucket, server = backend
     uri = f"{bucket}/taken.txt"
     storage.write_text(uri, "theirs")
     stale = storage.stat(uri).generation
     storage.write_text(uri, "theirs, again")
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "taken.txt").write_text("mine")
-    with storage_through(FaultProxy(gcs_server, lose_response=conditional_write)) as proxy:
+    with storage_through(FaultProxy(server, lose_response=conditional_write)) as proxy:
         with pytest.raises(storage.AlreadyExistsError, match="Refusing to overwrite"):
             storage.write_text(uri, "mine", if_absent=True)
         with pytest.raises(storage.PreconditionFailedError):
@@ -69,15 +70,14 @@ def test_real_conflicts_are_still_refused_when_responses_are_lost(
     assert storage.read_text(uri) == "theirs, again"
 
 
-def test_random_503_429_and_resets_lose_nothing(
-    gcs_server: str, bucket: str, tmp_path: Path
-) -> None:
+def test_random_503_429_and_resets_lose_nothing(backend: tuple[str, str], tmp_path: Path) -> None:
+    bucket, server = backend
     payloads = {f"obj{i}.bin": os.urandom(500 + i) for i in range(8)}
     src = tmp_path / "src"
     src.mkdir()
     for name, data in payloads.items():
         (src / name).write_bytes(data)
-    with storage_through(FaultProxy(gcs_server, rate=0.15, seed=11)) as proxy:
+    with storage_through(FaultProxy(server, rate=0.15, seed=11)) as proxy:
         for name, data in payloads.items():
             storage.write_bytes(f"{bucket}/single/{name}", data, if_absent=True)
         storage.upload_dir(src, f"{bucket}/many", if_absent=True)
@@ -97,3 +97,21 @@ def test_random_503_429_and_resets_lose_nothing(
     for name, data in payloads.items():
         assert (tmp_path / "back" / name).read_bytes() == data
     assert sorted(p.name for p in (tmp_path / "back").iterdir()) == sorted(payloads)
+
+
+@pytest.mark.s3
+def test_lost_answer_of_a_multipart_completion_is_not_a_conflict(
+    s3_server: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catsdogs.components.common import s3
+
+    monkeypatch.setattr(s3, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    monkeypatch.setattr(s3, "PART_SIZE", 5 * 1024 * 1024)
+    payload = os.urandom(6 * 1024 * 1024)
+    (tmp_path / "big.bin").write_bytes(payload)
+    with storage_through(FaultProxy(s3_server, lose_response=conditional_write)) as proxy:
+        storage.upload_file(tmp_path / "big.bin", f"{s3_bucket}/big.bin", if_absent=True)
+        assert [line.split(" ")[0] for line in proxy.lost] == ["POST"], proxy.lost  # the completion
+        with pytest.raises(storage.AlreadyExistsError):
+            storage.upload_file(tmp_path / "big.bin", f"{s3_bucket}/big.bin", if_absent=True)
+    assert storage.read_bytes(f"{s3_bucket}/big.bin") == payload

@@ -277,7 +277,7 @@ def delete_checkpoint(checkpoint: str) -> None:
     ours = [n for n in storage.list_files(checkpoint) if _is_checkpoint_file(n)]
     for name in sorted(ours, key=lambda n: PurePosixPath(n).name != STATE_FILE):
         storage.delete(storage.join(checkpoint, name))
-    if not storage.is_gcs(checkpoint):
+    if not storage.is_remote(checkpoint):
         folders = {PurePosixPath(n).parent for n in ours} | {PurePosixPath(".")}
         for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
             try:
