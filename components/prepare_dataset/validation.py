@@ -1,12 +1,15 @@
 """Validate and re-encode every image, in worker processes on all cores.
 
 Per image: a Pillow header check against ``Image.MAX_IMAGE_PIXELS`` (decompression bombs are
-quarantined, never decoded), JPEG draft mode when the image is downscaled anyway, a full ``load()``,
+quarantined, never decoded), JPEG draft mode when the image is downscaled anyway, a full decode,
 EXIF orientation, RGB, a downscale so the longer side is at most ``max_side``, and a JPEG
 re-encode, except for a file that is already what the re-encode would make the same way (a baseline
-RGB JPEG no larger than ``max_side`` that needs no rotation): its original bytes are kept. A failure
-comes back as a quarantine reason. Each worker appends the JPEGs to its own
-spool file, so only offsets travel back to the parent.
+RGB JPEG no larger than ``max_side`` that needs no rotation): it is stored as it is, less its
+metadata (``jpeg.strip_metadata``). JPEGs are decoded strictly through libjpeg-turbo
+(``jpeg.SimpleJpeg``: the same pixels as Pillow's decode, and libjpeg's corrupt-data warnings
+quarantine the file); every other format, and EXIF orientation, stays with Pillow. A failure comes
+back as a quarantine reason. Each worker appends the JPEGs to its own spool file, so only offsets
+travel back to the parent.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from typing import Any
 
 from catsdogs.components.common import images
 from catsdogs.components.common.errors import ImageError
+from catsdogs.components.prepare_dataset import jpeg
 
 # The draft (DCT-domain) downscale may land this much under max_side, which saves a resample.
 DRAFT_TOLERANCE = 0.9
 # A file kept as it is may take at most this many bytes per pixel (more is metadata or junk).
 KEEP_MAX_BYTES_PER_PIXEL = 2
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 means "normal"
+# The JPEG decoder (and encoder) of the JPEG path; None decodes JPEGs with Pillow's load() too.
+DEFAULT_CODEC: jpeg.JpegCodec | None = jpeg.SimpleJpeg()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +62,11 @@ def _failed(reason: str, original: tuple[int, int] = (0, 0)) -> tuple[Outcome, b
 
 
 def validate_image(
-    path: str, max_side: int, quality: int, encode: bool = True
+    path: str,
+    max_side: int,
+    quality: int,
+    encode: bool = True,
+    codec: jpeg.JpegCodec | None = DEFAULT_CODEC,
 ) -> tuple[Outcome, bytes]:
     """Fully decode one image and re-encode it; a failure comes back as a quarantine reason.
 
@@ -65,29 +75,38 @@ def validate_image(
         max_side: Longest side of the re-encoded image (smaller images are not enlarged).
         quality: JPEG quality of the re-encoded image.
         encode: False stops after the checks and the decode (the benchmark times that part).
+        codec: Decodes (strictly) and re-encodes JPEG input; None: Pillow's ``load()``, which
+            does not check the data (the benchmark's baseline).
 
     Returns:
         The outcome and the JPEG bytes (empty when the image is quarantined): the file's own bytes
-        when ``keeps_original`` says so, a re-encode otherwise.
+        less its metadata when ``keeps_original`` says so, a re-encode otherwise.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     original = (0, 0)
     try:
-        nbytes = os.path.getsize(path)
-        if nbytes == 0:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        if not data:
             return _failed("empty file (0 bytes)")
         limit = Image.MAX_IMAGE_PIXELS
         with _header_only_bomb_check(Image):
-            opened = Image.open(path)  # reads the header only
+            opened = Image.open(io.BytesIO(data))  # reads the header only
         with opened as image:
             original = image.size
             width, height = original
             if limit and width * height > limit:
                 return _failed(_bomb_reason(width, height, limit), original)
-            keep = encode and keeps_original(image, max_side, nbytes)
+            is_jpeg = image.format == "JPEG"
+            stripped = (
+                jpeg.strip_metadata(data)
+                if encode and is_jpeg and max(original) <= max_side
+                else None
+            )
+            keep = stripped is not None and keeps_original(image, max_side, len(stripped))
             scale = max_side / max(width, height)
-            if image.format == "JPEG" and scale < 1:
+            if is_jpeg and scale < 1:
                 # DCT-domain downscale: Pillow picks the largest 1/2, 1/4, 1/8 still >= this size.
                 image.draft(
                     None,
@@ -96,22 +115,31 @@ def validate_image(
                         max(1, int(height * scale * DRAFT_TOLERANCE)),
                     ),
                 )
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-            rgb = images.to_rgb(image)  # 16-bit scaled; 32-bit and float refused
+            rgb = None
+            if is_jpeg and codec is not None:
+                try:
+                    pixels = codec.decode(stripped if keep and stripped else data, image.size)
+                    if image.mode in ("RGB", "L"):  # CMYK, YCCK: checked here, Pillow's colors
+                        rgb = _oriented(_wrap(pixels), image)
+                except jpeg.CorruptJpeg as error:
+                    return _failed(jpeg.corrupt_reason(str(error)), original)
+                except jpeg.Unsupported:
+                    pass  # Pillow decides
+            if rgb is None:
+                rgb = _pillow_decode(image)
         if not encode:
             return Outcome(True, "", original, rgb.size, 0), b""
-        if keep:
-            with open(path, "rb") as handle:
-                kept = handle.read()
-            return Outcome(True, "", original, original, len(kept), kept=True), kept
+        if keep and stripped:
+            return Outcome(True, "", original, original, len(stripped), kept=True), stripped
         if max(rgb.size) > max_side:
             scale = max_side / max(rgb.size)
             size = (max(1, round(rgb.size[0] * scale)), max(1, round(rgb.size[1] * scale)))
             # Area averaging (like OpenCV's INTER_AREA), the same filter the DCT scaling applies.
             rgb = rgb.resize(size, Image.Resampling.BOX)
-        buffer = io.BytesIO()
-        rgb.save(buffer, "JPEG", quality=quality)
+        if is_jpeg and codec is not None:
+            encoded = codec.encode(rgb, quality)
+        else:
+            encoded = jpeg.pillow_encode(rgb, quality)
     except Image.DecompressionBombError:
         width, height = original
         return _failed(_bomb_reason(width, height, Image.MAX_IMAGE_PIXELS or 0), original)
@@ -126,8 +154,42 @@ def validate_image(
             # bytes not processed)", "Truncated File Read"): one reason, the detail in brackets.
             return _failed(f"cannot decode: image file is truncated ({message})", original)
         return _failed(f"cannot decode: {message}", original)
-    data = buffer.getvalue()
-    return Outcome(True, "", original, rgb.size, len(data)), data
+    return Outcome(True, "", original, rgb.size, len(encoded)), encoded
+
+
+def _pillow_decode(image: Any) -> Any:
+    """Decode an opened (and maybe drafted) image with Pillow: EXIF orientation, 8-bit RGB."""
+    from PIL import ImageOps
+
+    image.load()
+    ImageOps.exif_transpose(image, in_place=True)
+    return images.to_rgb(image)  # 16-bit scaled; 32-bit and float refused
+
+
+def _wrap(pixels: Any) -> Any:
+    from PIL import Image
+
+    return jpeg.rgbx_image(pixels) if pixels.shape[2] == 4 else Image.fromarray(pixels)
+
+
+def _oriented(decoded: Any, header: Any) -> Any:
+    """``decoded`` turned as the EXIF (or XMP) orientation of ``header`` says, read by Pillow.
+
+    The same transposes as ``ImageOps.exif_transpose``, which needs the image's own EXIF: the
+    pixels here come from another decoder.
+    """
+    from PIL import Image
+
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(header.getexif().get(_EXIF_ORIENTATION, 1))
+    return decoded if method is None else decoded.transpose(method)
 
 
 def keeps_original(image: Any, max_side: int, nbytes: int) -> bool:
@@ -140,7 +202,7 @@ def keeps_original(image: Any, max_side: int, nbytes: int) -> bool:
     Args:
         image: The opened Pillow image (its header is enough), before any draft or transpose.
         max_side: The longest side a stored image may have.
-        nbytes: Size of the file in bytes.
+        nbytes: Size of the JPEG as it would be stored (``jpeg.strip_metadata``), in bytes.
     """
     width, height = image.size
     return (
@@ -173,14 +235,14 @@ def _bomb_reason(width: int, height: int, limit: int) -> str:
 _SPOOLS: dict[str, Any] = {}  # spool folder -> this process's append-only file in it
 
 
-def _validate_to_spool(task: tuple[str, str, int, int, bool]) -> Outcome:
+def _validate_to_spool(task: tuple[str, str, int, int, bool, jpeg.JpegCodec | None]) -> Outcome:
     """Validate one image and append its JPEG to this process's spool file.
 
     One append-only file per process (not a file per image: creating files is slow on some file
     systems); unbuffered, so nothing is lost when a pool worker exits.
     """
-    path, spool, max_side, quality, encode = task
-    outcome, data = validate_image(path, max_side, quality, encode)
+    path, spool, max_side, quality, encode, codec = task
+    outcome, data = validate_image(path, max_side, quality, encode, codec)
     if not outcome.ok or not encode:
         return outcome
     handle = _SPOOLS.get(spool)
@@ -220,7 +282,7 @@ def _process_context() -> Any:
     ):
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "PIL.Image", "PIL.ImageOps"])
+    context.set_forkserver_preload([__name__, "PIL.Image", "PIL.ImageOps", "simplejpeg"])
     return context
 
 
@@ -232,17 +294,19 @@ def validate_all(
     workers: int = 0,
     progress: bool = True,
     encode: bool = True,
+    codec: jpeg.JpegCodec | None = DEFAULT_CODEC,
 ) -> list[Outcome]:
     """Validate ``paths`` on ``workers`` processes (0: all cores); valid JPEGs land in ``spool``.
 
-    With ``encode=False`` only the checks and the decode run (nothing is spooled).
+    With ``encode=False`` only the checks and the decode run (nothing is spooled). ``codec``: see
+    ``validate_image``.
 
     Returns:
         One outcome per path, in order; ``outcome.read()`` gives a valid image's JPEG bytes.
     """
     from tqdm import tqdm
 
-    tasks = [(p, str(spool), max_side, quality, encode) for p in paths]
+    tasks = [(p, str(spool), max_side, quality, encode, codec) for p in paths]
     count = worker_count(workers)
     bar = tqdm(
         total=len(tasks),
