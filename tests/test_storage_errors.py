@@ -167,3 +167,53 @@ def test_missing_bucket_before_any_work(tmp_path: Path, gcs_server: str) -> None
     assert "gs://no-such-bucket-fh/x" in line
     assert "bucket gs://no-such-bucket-fh does not exist" in line
     assert "gcloud storage buckets create gs://no-such-bucket-fh" in line
+
+
+def _s3_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """No AWS credentials anywhere (env, shared files, instance metadata), plus ``extra``."""
+    env = {k: v for k, v in _env(tmp_path).items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.mark.s3
+def test_s3_without_credentials_names_the_fix(tmp_path: Path, s3_server: str) -> None:
+    env = _s3_env(tmp_path, AWS_ENDPOINT_URL=s3_server)
+    line = _one_line_error(_catsdogs(env, "prepare", "--output", "s3://b/x"))
+    assert "s3://b/x" in line and "no S3 credentials found" in line
+    assert "AWS_ACCESS_KEY_ID" in line and "AWS_ENDPOINT_URL" in line
+
+
+def test_unreachable_s3_endpoint_fails_at_once(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = _s3_env(
+        tmp_path,
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="minio",
+        AWS_SECRET_ACCESS_KEY="minio123",
+    )
+    start = time.monotonic()
+    line = _one_line_error(_catsdogs(env, "prepare", "--output", "s3://b/x"))
+    assert f"nothing answers at AWS_ENDPOINT_URL=http://127.0.0.1:{port}" in line
+    assert time.monotonic() - start < 60  # not minutes of retries
+
+
+@pytest.mark.s3
+def test_missing_s3_bucket_before_any_work(tmp_path: Path, s3_server: str) -> None:
+    from tests.conftest import S3_ENV
+
+    env = _s3_env(tmp_path, **S3_ENV, AWS_ENDPOINT_URL_S3=s3_server)
+    line = _one_line_error(_catsdogs(env, "prepare", "--output", "s3://no-such-bucket-fh/x"))
+    assert "bucket s3://no-such-bucket-fh does not exist" in line
+    assert "aws s3 mb s3://no-such-bucket-fh" in line

@@ -17,7 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from catsdogs.components.common import config
-from catsdogs.components.common.errors import PreconditionFailedError, StorageError
+from catsdogs.components.common.errors import (
+    CredentialsError,
+    PreconditionFailedError,
+    StorageError,
+)
 
 S3_SCHEME = "s3://"
 TRANSFER_WORKERS = 8
@@ -111,16 +115,16 @@ def errors(uri: str, action: str) -> Iterator[None]:
                 f"s3:PutObject, s3:DeleteObject, s3:ListBucket). {CREDENTIALS_FIX}"
             ) from error
         if found in _BAD_CREDENTIALS:
-            raise StorageError(
+            raise CredentialsError(
                 f"Could not {action} {uri}: the credentials were refused ({found}). {CREDENTIALS_FIX}"
             ) from error
         raise
     except bexc.NoCredentialsError as error:
-        raise StorageError(
+        raise CredentialsError(
             f"Could not {action} {uri}: no S3 credentials found. {CREDENTIALS_FIX}"
         ) from error
     except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError) as error:
-        raise StorageError(
+        raise CredentialsError(
             f"Could not {action} {uri}: no answer from {where()} after retrying ({error}). "
             "Check AWS_ENDPOINT_URL (MinIO: e.g. http://minio-service.kubeflow:9000) and the network."
         ) from error

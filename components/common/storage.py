@@ -154,13 +154,13 @@ def check_folder(uri: str | os.PathLike[str], option: str) -> None:
 
 
 def check_reachable(uri: str | os.PathLike[str]) -> None:
-    """Before any work: a gs:// location's credentials and bucket are usable (local: no check).
+    """Before any work: a gs:// / s3:// location's credentials and bucket work (local: no check).
 
     Raises:
         StorageError: No credentials, no bucket, no network (one line naming ``uri`` and the fix).
     """
-    if is_gcs(uri):
-        gcs.check_bucket(str(uri))
+    if remote := _remote(uri):
+        remote.check_bucket(str(uri))
 
 
 # ---------------------------------------------------------------- single files and objects
