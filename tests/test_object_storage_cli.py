@@ -1,4 +1,4 @@
-"""The CLI end to end on object storage: prepare, train, evaluate, promote and export, on both backends.
+"""The CLI end to end on object storage: prepare, train, evaluate, promote, export and serve's load.
 
 Every location is a gs:// or s3:// URI (``backend``: fake-gcs-server, then moto's S3 server), as a
 Kubeflow cluster without a shared disk uses them: the source, the dataset, the model and its
@@ -70,3 +70,7 @@ def test_prepare_train_evaluate_promote_export_on_object_storage(
     assert "saved_model.pb" in names and any(n.startswith("variables/") for n in names)
     again = _run("export", "--model", champion, "--output", f"{bucket}/serving")
     assert "already holds this model" in again
+    from catsdogs.components.serve import server
+
+    with server.version_dir(f"{bucket}/serving") as local:  # what `catsdogs serve` loads
+        assert (local / "saved_model.pb").is_file()
