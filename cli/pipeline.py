@@ -59,10 +59,7 @@ _Weights = Annotated[str, typer.Option(help="'imagenet' or a path to a weights .
 _Mode = Annotated[TransferMode, typer.Option("--transfer-mode", help="How the backbone is used.")]
 _Champion = Annotated[str, typer.Option(help="Champion model URI; empty skips the gate.")]
 _Serving = Annotated[
-    str,
-    typer.Option(
-        help="gs:// or s3:// prefix to export and deploy each new champion to; empty: off."
-    ),
+    str, typer.Option(help="gs:// / s3:// prefix to export and deploy champions to; empty: off.")
 ]
 _ServiceName = Annotated[str, typer.Option(help="KServe InferenceService name of the champion.")]
 _Architecture = Annotated[Architecture, typer.Option(help="The CNN trained from scratch.")]
@@ -70,12 +67,11 @@ _Augmentation = Annotated[Augmentation, typer.Option(help="The scratch CNN's aug
 _StepsPerEpoch = Annotated[int, typer.Option(help="Scratch batches per epoch; 0: one pass.")]
 _Margin = Annotated[float, typer.Option(help="Accuracy a challenger must beat the champion by.")]
 _Checkpoints = Annotated[
-    str,
-    typer.Option(
-        help="gs:// or s3:// prefix for per-epoch checkpoints: a retried trainer resumes."
-    ),
+    str, typer.Option(help="gs:// / s3:// prefix for per-epoch checkpoints: a retry resumes.")
 ]
 # Compile-time options.
+_S3Endpoint = Annotated[str, typer.Option(help="AWS_ENDPOINT_URL of every step (s3://, MinIO).")]
+_S3Secret = Annotated[str, typer.Option(help="Secret with accesskey, secretkey for s3:// steps.")]
 _AcceleratorType = Annotated[str, typer.Option(help="Accelerator each GPU task requests.")]
 _AcceleratorCount = Annotated[int, typer.Option(help="Accelerators per GPU task.")]
 _NodeSelector = Annotated[
@@ -174,6 +170,8 @@ def compile_command(
     serving_gpus: Annotated[
         int, typer.Option(help="GPUs per replica of the deployed InferenceService (0: CPU).")
     ] = _OPTIONS.serving_gpus,
+    s3_endpoint: _S3Endpoint = _OPTIONS.s3_endpoint,
+    s3_secret: _S3Secret = _OPTIONS.s3_secret,
 ) -> None:
     """Compile the pipeline for a cluster (GPU requests, retries; image must be pinned)."""
     from catsdogs.pipelines.compile import compile_pipeline
@@ -187,6 +185,8 @@ def compile_command(
         retries=retries,
         backoff_max_duration=backoff_max_duration,
         serving_gpus=serving_gpus,
+        s3_endpoint=s3_endpoint,
+        s3_secret=s3_secret,
     )
     _check_output_file(output)
     path = compile_pipeline(output, options)

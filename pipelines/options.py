@@ -6,6 +6,7 @@ fixed when the pipeline is compiled (``catsdogs compile --accelerator-count 2 ..
 
 import dataclasses
 import re
+from typing import Any
 
 from catsdogs.components.common.errors import SettingsError
 
@@ -17,6 +18,10 @@ _RESOURCE = re.compile(
     r"/[a-zA-Z0-9]([a-zA-Z0-9._-]{0,61}[a-zA-Z0-9])?$"
 )
 _SECONDS = re.compile(r"^[0-9]+s$")
+_SECRET_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+# The keys of KFP's own MinIO Secret (mlpipeline-minio-artifact: accesskey, secretkey; KFP's
+# pipelines-profile-controller/sync.py creates it per profile), as boto3's variables.
+S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +93,9 @@ class PipelineOptions:
     serving_cpu: str = "1"
     serving_memory: str = "2Gi"
     serving_runtime_version: str = ""
+    # s3:// from the step pods (MinIO, S3): AWS_ENDPOINT_URL, and a Secret with S3_SECRET_KEYS.
+    s3_endpoint: str = ""
+    s3_secret: str = ""
     local: bool = False
 
     def __post_init__(self) -> None:
@@ -135,3 +143,22 @@ class PipelineOptions:
             raise SettingsError(
                 f"backoff_factor must be between 1 and 10, got {self.backoff_factor}."
             )
+        if self.s3_endpoint and not re.match(r"^https?://[^/\s]+/?$", self.s3_endpoint):
+            raise SettingsError(
+                f"s3_endpoint must be http(s)://host[:port], got {self.s3_endpoint!r}; e.g. "
+                "--s3-endpoint http://minio-service.kubeflow:9000."
+            )
+        if self.s3_secret and not _SECRET_NAME.match(self.s3_secret):
+            raise SettingsError(
+                f"s3_secret must name a Kubernetes Secret (lower case, digits, '-', '.'), got "
+                f"{self.s3_secret!r}; e.g. --s3-secret mlpipeline-minio-artifact."
+            )
+
+    def add_storage_env(self, task: Any) -> None:
+        """Give a task the S3 endpoint and the credentials Secret as boto3's variables."""
+        from kfp import kubernetes
+
+        if self.s3_endpoint:
+            task.set_env_variable("AWS_ENDPOINT_URL", self.s3_endpoint)
+        if self.s3_secret:
+            kubernetes.use_secret_as_env(task, self.s3_secret, dict(S3_SECRET_KEYS))

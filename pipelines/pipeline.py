@@ -90,6 +90,8 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
 
     def named(task: "PipelineTask", name: str) -> "PipelineTask":
         # kfp.local warns that display names do nothing there; only the cluster UI shows them.
+        if not opts.local:
+            opts.add_storage_env(task)  # s3:// endpoint and credentials, when compiled with them
         return task if opts.local else task.set_display_name(name)
 
     def on_gpu(task: "PipelineTask", name: str) -> "PipelineTask":

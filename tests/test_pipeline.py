@@ -13,6 +13,7 @@ import pytest
 import yaml
 from catsdogs.cli.app import app
 from catsdogs.components.common import config
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.pipelines import steps
 from catsdogs.pipelines.compile import check_image, compile_pipeline
 from catsdogs.pipelines.local_run import RunParameters
@@ -106,6 +107,34 @@ def test_gpu_tasks_request_one_gpu_cpu_memory_and_retry(compiled: Path) -> None:
     assert len(trainers) == 4  # both-trainers branch + one single-trainer branch each
     for task in trainers:
         assert task["inputs"]["parameters"]["require_gpu"]["runtimeValue"]["constant"] is True
+
+
+def test_s3_endpoint_and_secret_reach_every_step_only_when_compiled_with_them(
+    tmp_path: Path, compiled: Path
+) -> None:
+    """MinIO/S3 clusters: boto3's variables in every executor (KFP's MinIO Secret by default keys)."""
+    options = PipelineOptions(
+        s3_endpoint="http://minio-service.kubeflow:9000", s3_secret="mlpipeline-minio-artifact"
+    )
+    spec, platform = load(compile_pipeline(tmp_path / "p.yaml", options))
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) >= 8
+    for name, executor in executors.items():
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        assert env.get("AWS_ENDPOINT_URL") == "http://minio-service.kubeflow:9000", name
+        (secret,) = platform["executors"][name]["secretAsEnv"]
+        assert secret["secretName"] == "mlpipeline-minio-artifact" and not secret["optional"], name
+        assert secret["keyToEnv"] == [
+            {"secretKey": "accesskey", "envVar": "AWS_ACCESS_KEY_ID"},
+            {"secretKey": "secretkey", "envVar": "AWS_SECRET_ACCESS_KEY"},
+        ], name
+    assert "AWS_" not in compiled.read_text()  # the default (golden) pipeline carries none
+    for bad, message in (
+        ({"s3_endpoint": "minio:9000"}, "http"),
+        ({"s3_secret": "My_S"}, "Secret"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            PipelineOptions(**bad)
 
 
 def test_accelerator_node_selector_and_toleration_are_overridable(tmp_path: Path) -> None:
