@@ -653,8 +653,8 @@ def test_url_source_downloads_checks_sha256_and_caches(
 # ------------------------------------------------------------------------------ gs://
 
 
-@pytest.mark.gcs
-def test_gcs_source_and_output(tmp_path: Path, bucket: str) -> None:
+def test_remote_source_and_output(tmp_path: Path, remote_bucket: str) -> None:
+    bucket = remote_bucket  # gs:// and s3://: a prefix and an archive object
     source = _kaggle(tmp_path / "src", per_class=5)
     _bad_inputs(source)
     storage.upload_dir(source, f"{bucket}/raw")
@@ -663,7 +663,7 @@ def test_gcs_source_and_output(tmp_path: Path, bucket: str) -> None:
     core.prepare(str(source), str(tmp_path / "local"), cfg, progress=False)
     result = core.prepare(f"{bucket}/raw", f"{bucket}/prepared", cfg, progress=False)
     assert result.manifest_uri == f"{bucket}/prepared/manifest.json"
-    assert result.source_fingerprint.startswith("gs:")
+    assert result.source_fingerprint.startswith(bucket.split("://")[0] + ":")
     assert _splits(f"{bucket}/prepared") == _splits(tmp_path / "local")
     with records.local_dataset(f"{bucket}/prepared") as (_, manifest):
         assert len(manifest.quarantined) == 4

@@ -239,10 +239,12 @@ def test_real_weight_files_load_and_mismatch_is_clear() -> None:
         core.load_backbone(fast(backbone="mobilenet_v2", weights=str(VGG16_WEIGHTS)))
 
 
-@pytest.mark.gcs
 @pytest.mark.realdata
 @needs(VGG16_WEIGHTS)
-def test_weights_from_gcs_are_cached(bucket: str, tmp_path: Path, monkeypatch) -> None:
+def test_weights_from_remote_storage_are_cached(
+    remote_bucket: str, tmp_path: Path, monkeypatch
+) -> None:
+    bucket = remote_bucket  # gs:// and s3://
     monkeypatch.setenv("CATSDOGS_CACHE", str(tmp_path / "cache"))
     uri = f"{bucket}/w/{VGG16_WEIGHTS.name}"
     storage.upload_file(VGG16_WEIGHTS, uri)

@@ -93,7 +93,7 @@ def _kill_at(point: str, source: str, output: str) -> None:
 
 def _leftovers(output: str, temp: Path) -> list[str]:
     found = [p.name for p in temp.iterdir()]
-    if not storage.is_gcs(output) and Path(output).is_dir():
+    if not storage.is_remote(output) and Path(output).is_dir():
         found += [p.name for p in Path(output).iterdir() if ".tmp" in p.name]
     return found
 
@@ -123,11 +123,11 @@ def test_a_killed_local_prepare_reruns_without_manual_clean_up(
     _check_rerun(source, str(output), reference, temp)
 
 
-@pytest.mark.gcs
 @pytest.mark.parametrize("point", ["uploading", "before-manifest"])
-def test_a_killed_gcs_prepare_reruns_without_manual_clean_up(
-    tmp_path: Path, temp: Path, bucket: str, point: str
+def test_a_killed_remote_prepare_reruns_without_manual_clean_up(
+    tmp_path: Path, temp: Path, remote_bucket: str, point: str
 ) -> None:
+    bucket = remote_bucket  # gs:// and s3://
     source = _source(tmp_path / "src")
     reference = tmp_path / "reference"
     core.prepare(str(source), str(reference), SMALL, progress=False)

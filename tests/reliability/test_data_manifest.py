@@ -51,10 +51,10 @@ def test_shard_names_that_are_not_plain_file_names_are_refused(tmp_path: Path, n
     assert not evil.exists()
 
 
-@pytest.mark.gcs
-def test_a_gcs_manifest_cannot_make_a_download_land_outside_its_folder(
-    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+def test_a_remote_manifest_cannot_make_a_download_land_outside_its_folder(
+    tmp_path: Path, remote_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    bucket = remote_bucket  # gs:// and s3://
     temp = tmp_path / "a" / "b" / "c" / "d"
     temp.mkdir(parents=True)
     monkeypatch.setattr(tempfile, "tempdir", str(temp))

@@ -57,10 +57,10 @@ def test_bad_symbolic_links_are_quarantined_and_links_inside_are_followed(tmp_pa
     assert result.quarantined == 3 and sum(result.counts.values()) == 10
 
 
-@pytest.mark.gcs
-def test_unsafe_gcs_object_names_are_quarantined_not_fatal(
-    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+def test_unsafe_remote_object_names_are_quarantined_not_fatal(
+    tmp_path: Path, remote_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    bucket = remote_bucket  # gs:// and s3://
     storage.upload_dir(_kaggle(tmp_path / "src"), f"{bucket}/raw")
     storage.write_bytes(f"{bucket}/raw/cat/1.jpg", _jpeg(7))
     # GCS keeps such names as they are; fake-gcs-server normalizes them, so the listing adds them.
