@@ -80,8 +80,8 @@ class SimpleJpeg:
     """Strict decode through simplejpeg; the re-encode through Pillow (default) or simplejpeg.
 
     TurboJPEG compresses with the fast, less accurate integer DCT below quality 96 and simplejpeg
-    cannot ask for the accurate one (libjpeg-turbo turbojpeg.c, setCompDefaults: TJFLAG_ACCURATEDCT
-    is not among simplejpeg 1.9.0's flags), so ``encoder="simplejpeg"`` stores other pixels than
+    cannot ask for the accurate one (libjpeg-turbo 3.1.2 turbojpeg.c, processFlags:
+    TJFLAG_ACCURATEDCT is not among simplejpeg 1.9.0's flags), so ``encoder="simplejpeg"`` stores other pixels than
     Pillow does at the default quality 95; ``benchmarks/bench_prepare.py`` measures both.
     """
 
