@@ -29,6 +29,7 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import statistics
 import sys
 import tempfile
@@ -57,26 +58,36 @@ PATHS: dict[str, jpeg.JpegCodec | None] = {
 assert PATHS[ADOPTED] == validation.DEFAULT_CODEC, "the adopted path is prepare's default"
 
 
-def baseline(paths: list[str]) -> float:
-    """Images per second of a single-core full decode."""
-    started = time.perf_counter()
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def baseline(paths: list[str]) -> tuple[float, float]:
+    """Images per second of a single-core full decode, and CPU milliseconds per image."""
+    started, cpu = time.perf_counter(), _cpu_seconds()
     for path in paths:
         with Image.open(path) as image:
             image.load()
             image.convert("RGB")
-    return len(paths) / (time.perf_counter() - started)
+    return _rates(len(paths), started, cpu)
 
 
 def ours(
     paths: list[str], workers: int, max_side: int, codec: jpeg.JpegCodec | None, encode: bool
-) -> float:
-    """Images per second of our validation on ``workers`` processes through ``codec``."""
+) -> tuple[float, float]:
+    """Images/s of our validation on ``workers`` processes through ``codec``, and CPU ms/image."""
     with tempfile.TemporaryDirectory() as spool:
         run = validation.validate_all
         run(paths[:8], Path(spool), max_side, 95, workers, False, encode, codec)  # warm-up
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         run(paths, Path(spool), max_side, 95, workers, False, encode, codec)
-        return len(paths) / (time.perf_counter() - started)
+        return _rates(len(paths), started, cpu)
+
+
+def _rates(count: int, started: float, cpu: float) -> tuple[float, float]:
+    return count / (time.perf_counter() - started), (_cpu_seconds() - cpu) * 1000 / count
 
 
 def pixel_differences(files: list[str], max_side: int, codec: jpeg.JpegCodec | None) -> str:
@@ -140,44 +151,51 @@ def main() -> int:
     missing = turbojpeg_problem()
     if missing:
         del codecs["pyturbojpeg"]
-    rows: dict[tuple[str, str], Callable[[], float]] = {("baseline", ""): lambda: baseline(paths)}
+    rows: dict[Row, Callable[[], tuple[float, float]]] = {("baseline", ""): lambda: baseline(paths)}
     for name, codec in codecs.items():
         for kind, workers, encode in (("checks", args.workers, False), ("full 1w", 1, True)):
             rows[(name, kind)] = _timer(paths, workers, args.max_side, codec, encode)
         rows[(name, "full")] = _timer(paths, args.workers, args.max_side, codec, True)
-    runs: dict[tuple[str, str], list[float]] = {key: [] for key in rows}
+    runs: dict[Row, list[tuple[float, float]]] = {key: [] for key in rows}
     load_before = os.getloadavg()[0]
     keys = list(rows)
     for round_ in range(max(1, args.rounds)):
         shift = round_ % len(keys)
         for key in keys[shift:] + keys[:shift]:
             runs[key].append(rows[key]())
-    rate = {key: statistics.median(values) for key, values in runs.items()}
-    base = rate[("baseline", "")]
+    rate = {key: statistics.median(r for r, _ in values) for key, values in runs.items()}
+    cpu = {key: statistics.median(c for _, c in values) for key, values in runs.items()}
+    base, base_cpu = rate[("baseline", "")], cpu[("baseline", "")]
     print(
         f"files: {len(files)} distinct, {len(paths)} decoded per run, max_side {args.max_side}, "
         f"{cores} workers; {args.rounds} rotating rounds, medians; load average "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores"
     )
-    print(f"baseline: 1 core, Pillow open + load + convert RGB: {base:.1f} images/s")
-    header = f"{'path':16} {'checks, ' + str(cores) + 'w':>18} {'full, 1w':>18} "
-    print(header + f"{'full, ' + str(cores) + 'w':>18}  full vs pillow  efficiency")
+    print(
+        f"baseline: 1 core, Pillow open + load + convert RGB: {base:.1f} images/s, "
+        f"{base_cpu:.3f} CPU ms/image"
+    )
+    columns = (f"checks, {cores}w", "full, 1w", f"full, {cores}w")
+    print("images/s (x baseline); * = adopted, prepare's default")
+    print(f"{'path':16}" + "".join(f"{c:>18}" for c in columns) + "  full vs pillow  efficiency")
     for name in codecs:
-        cells = [f"{rate[(name, k)]:7.0f} ({rate[(name, k)] / base:.2f}x)" for k in _KINDS]
+        cells = "".join(f"{rate[(name, k)]:9.0f} ({rate[(name, k)] / base:.2f}x)" for k in _KINDS)
         versus = rate[(name, "full")] / rate[("pillow", "full")]
         efficiency = rate[(name, "full")] / (rate[(name, "full 1w")] * cores)
-        label = name + (" *" if name == ADOPTED else "")
-        print(
-            f"{label:16} {cells[0]:>18} {cells[1]:>18} {cells[2]:>18}  {versus:13.2f}x  {efficiency:10.2f}"
-        )
+        print(f"{_label(name):16}{cells}  {versus:13.2f}x  {efficiency:10.2f}")
     if missing:
         print(f"pyturbojpeg      not measured: {missing}")
+    print("CPU ms per image, all processes (less sensitive to other jobs than images/s)")
+    print(f"{'path':16}" + "".join(f"{c:>18}" for c in columns) + "  full 1w vs pillow")
+    for name in codecs:
+        cells = "".join(f"{cpu[(name, k)]:18.3f}" for k in _KINDS)
+        versus = cpu[(name, "full 1w")] / cpu[("pillow", "full 1w")]
+        print(f"{_label(name):16}{cells}  {versus:16.2f}x")
     print(
-        "(images/s, x baseline; * = adopted, prepare's default; runs per row: "
+        "runs (images/s): "
         + ", ".join(
-            f"{k[0]} {k[1]}".strip() + " " + "/".join(f"{v:.0f}" for v in runs[k]) for k in keys
+            f"{k[0]} {k[1]}".strip() + " " + "/".join(f"{r:.0f}" for r, _ in runs[k]) for k in keys
         )
-        + ")"
     )
     print("stored images vs the pillow path's, decoded, on the distinct files:")
     for name, codec in codecs.items():
@@ -193,11 +211,16 @@ def main() -> int:
 
 
 _KINDS = ("checks", "full 1w", "full")
+Row = tuple[str, str]  # (path, kind)
+
+
+def _label(name: str) -> str:
+    return name + (" *" if name == ADOPTED else "")
 
 
 def _timer(
     paths: list[str], workers: int, max_side: int, codec: Any, encode: bool
-) -> Callable[[], float]:
+) -> Callable[[], tuple[float, float]]:
     return lambda: ours(paths, workers, max_side, codec, encode)
 
 
