@@ -114,6 +114,12 @@ def errors(uri: str, action: str) -> Iterator[None]:
                 "this job runs with read and write access to the bucket (s3:GetObject, "
                 f"s3:PutObject, s3:DeleteObject, s3:ListBucket). {CREDENTIALS_FIX}"
             ) from error
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if status >= 500 or status == 429:  # still failing after botocore's retries
+            raise StorageError(
+                f"Could not {action} {uri}: {where()} kept answering {status} {found} through "
+                "every retry. Try again later; raise AWS_MAX_ATTEMPTS if the store is overloaded."
+            ) from error
         if found in _BAD_CREDENTIALS:
             raise CredentialsError(
                 f"Could not {action} {uri}: the credentials were refused ({found}). {CREDENTIALS_FIX}"
@@ -123,9 +129,10 @@ def errors(uri: str, action: str) -> Iterator[None]:
         raise CredentialsError(
             f"Could not {action} {uri}: no S3 credentials found. {CREDENTIALS_FIX}"
         ) from error
-    except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError) as error:
+    except (bexc.ConnectionError, bexc.HTTPClientError) as error:  # refused, reset, timed out
         raise CredentialsError(
-            f"Could not {action} {uri}: no answer from {where()} after retrying ({error}). "
+            f"Could not {action} {uri}: no answer from {where()} after retrying "
+            f"({type(error).__name__}: {error}). "
             "Check AWS_ENDPOINT_URL (MinIO: e.g. http://minio-service.kubeflow:9000) and the network."
         ) from error
 

@@ -115,3 +115,17 @@ def test_lost_answer_of_a_multipart_completion_is_not_a_conflict(
         with pytest.raises(storage.AlreadyExistsError):
             storage.upload_file(tmp_path / "big.bin", f"{s3_bucket}/big.bin", if_absent=True)
     assert storage.read_bytes(f"{s3_bucket}/big.bin") == payload
+
+
+@pytest.mark.s3
+def test_an_s3_store_that_keeps_failing_is_one_clear_error(
+    s3_server: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage.write_text(f"{s3_bucket}/x.txt", "x")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore's own setting: two tries, then give up
+    for seed in range(4):  # each seed ends on another fault: 503, 429 or a reset
+        with storage_through(FaultProxy(s3_server, rate=1.0, seed=seed)) as proxy:
+            with pytest.raises(storage.StorageError, match=r"s3://.*/x\.txt: ") as caught:
+                storage.read_bytes(f"{s3_bucket}/x.txt")
+        assert sum(proxy.counts.values()) == 2, proxy.counts  # the retry really happened
+        assert len(str(caught.value).splitlines()) == 1
