@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 from catsdogs.components.common.errors import SettingsError
@@ -19,6 +20,41 @@ _RENDER = RenderConfig()
 ModelOption = Annotated[
     str, typer.Option(help="Model folder or gs:// / s3:// prefix with model.keras.")
 ]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON instead of sentences.")
+]
+
+
+def evaluation_summary(metrics: dict[str, Any], output: str) -> list[str]:
+    """What ``evaluate`` found, for people: accuracy with its interval, the rest, the report."""
+    from catsdogs.components.common import storage
+    from catsdogs.components.evaluate.core import REPORT_FILE
+
+    classes = list(metrics.get("classes") or ("cat", "dog"))
+    per_class = metrics.get("test_per_class") or {}
+    counts = ", ".join(f"{per_class[c]} {c}" for c in classes if c in per_class)
+
+    def figure(name: str) -> str:
+        value = metrics.get(name)
+        return "n/a" if value is None else f"{float(value):.3f}"
+
+    return [
+        f"Accuracy {figure('accuracy')} (95% interval {figure('accuracy_ci_low')} to "
+        f"{figure('accuracy_ci_high')}) on {metrics.get('test_count')} test images ({counts}).",
+        f"Positive class {classes[-1]}: precision {figure('precision')}, recall "
+        f"{figure('recall')}, F1 {figure('f1')}, ROC AUC {figure('roc_auc')}.",
+        f"Report: {storage.join(output, REPORT_FILE)}",
+    ]
+
+
+def decision_summary(decision: Any, champion: str) -> str:
+    """The champion gate's decision in one sentence."""
+    if decision.promoted:
+        return f"Promoted: version {decision.version} is the champion at {champion} ({decision.reason})."
+    stays = f"the champion stays version {decision.version}" if decision.version else "no champion"
+    return f"Not promoted: {decision.reason}; {stays} at {champion}."
+
+
 ThresholdOption = Annotated[float, typer.Option(help="Predict the second class at P >= this.")]
 
 
@@ -45,18 +81,31 @@ def evaluate(
     gallery_size: Annotated[
         int, typer.Option(help="Most confidently wrong test images shown in the report.")
     ] = _EVALUATE.gallery_size,
+    as_json: JsonOption = False,
 ) -> None:
-    """Score a model on the test split: evaluation.json, confusion.png, roc.png, report.html."""
+    """Score a model on the test split: evaluation.json, confusion.png, roc.png, report.html.
+
+    Prints the accuracy with its 95% interval, the other figures and the report's path (with
+    --champion, the gate's decision too); --json prints them as JSON instead.
+    """
     from catsdogs.components.evaluate import core
     from catsdogs.components.promote import core as gate
 
     settings = EvaluateConfig(batch_size=batch_size, threshold=threshold, gallery_size=gallery_size)
     promote_settings = PromoteConfig(margin=margin)
     result = core.evaluate(model, data, output, settings)
-    typer.echo(json.dumps(result.scalars, sort_keys=True))
+    if as_json:
+        typer.echo(json.dumps(result.scalars, sort_keys=True))
+    else:
+        for line in evaluation_summary(result.metrics, output):
+            typer.echo(line)
     if champion:
         decision = gate.promote(model, output, data, champion, promote_settings)
-        typer.echo(json.dumps(decision.to_dict(), sort_keys=True))
+        typer.echo(
+            json.dumps(decision.to_dict(), sort_keys=True)
+            if as_json
+            else decision_summary(decision, champion)
+        )
 
 
 @app.command("promote")
@@ -76,13 +125,20 @@ def promote(
     retries: Annotated[
         int, typer.Option(help="Re-decisions after losing a race to a concurrent promotion.")
     ] = _PROMOTE.retries,
+    as_json: JsonOption = False,
 ) -> None:
-    """Make the model the champion if it beats the current one on the same test split."""
+    """Make the model the champion if it beats the current one on the same test split.
+
+    Prints the decision in a sentence; --json prints it as JSON instead.
+    """
     from catsdogs.components.promote import core as gate
 
     settings = PromoteConfig(margin=margin, metric=metric, retries=retries)
     decision = gate.promote(model, evaluation, data, champion, settings)
-    typer.echo(json.dumps(decision.to_dict(), sort_keys=True))
+    if as_json:
+        typer.echo(json.dumps(decision.to_dict(), sort_keys=True))
+    else:
+        typer.echo(decision_summary(decision, champion))
 
 
 @app.command("render")
@@ -151,7 +207,8 @@ def predict(
         raise SettingsError(f"--threshold must be in (0, 1), got {threshold}.")
     failed = 0
     classes = model_dir.model_classes(model)
-    for item in predictor.predict(model, inputs, threshold):
+    # The result lines on a terminal are the progress; redirected, stderr shows n/N images.
+    for item in predictor.predict(model, inputs, threshold, progress=not sys.stdout.isatty()):
         failed += item.error is not None
         if jsonl:
             typer.echo(json.dumps(item.to_dict(classes)))

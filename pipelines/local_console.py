@@ -32,7 +32,7 @@ _END = re.compile(r"Task '(?P<task>[^']+)' finished with status (?P<status>[A-Z]
 # The components' own progress lines (trainers, features, prepare's validation, pick-better).
 _PROGRESS = re.compile(
     r"^(Epoch \d+/\d+ |Features of |Reusing cached |Resumed from epoch |Done: |Validating: 100%"
-    r"|scratch=\S+ transfer=\S+ -> )"
+    r"|Evaluating \w+: |Exporting version |scratch=\S+ transfer=\S+ -> )"
 )
 # Lines a user may need to act on, wherever they come from.
 _ALERT = re.compile(r"Warning\b|^WARNING\b|^[WEF]\d{4} |Error\b")

@@ -198,7 +198,17 @@ def test_cli_evaluate_and_errors(tmp_path, tiny_dataset, flat_dir):
     data = tiny_dataset(per_class=2, size=32)
     runner = CliRunner()
     ok = runner.invoke(
-        app, ["evaluate", "--model", flat_dir, "--data", data, "--output", str(tmp_path / "e")]
+        app,
+        [
+            "evaluate",
+            "--model",
+            flat_dir,
+            "--data",
+            data,
+            "--output",
+            str(tmp_path / "e"),
+            "--json",
+        ],
     )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout.splitlines()[0])["test_count"] == 4

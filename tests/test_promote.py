@@ -234,6 +234,7 @@ def test_concurrent_cli_processes(tmp_path, models, evaluations, data):
             location,
             "--retries",
             "0",
+            "--json",
         ]
         for n in ("good", "good2")
     ]
@@ -353,7 +354,7 @@ def test_wrapper_and_cli(tmp_path, models, evaluations, data):
     runner = CliRunner()
     base = ["promote", "--data", data, "--champion", location]
     result = runner.invoke(
-        app, [*base, "--model", models["good"], "--evaluation", evaluations["good"]]
+        app, [*base, "--model", models["good"], "--evaluation", evaluations["good"], "--json"]
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) | {"promoted": True, "version": 2} == json.loads(result.stdout)
@@ -393,6 +394,7 @@ def test_evaluate_cli_runs_the_gate(tmp_path, models, data):
             location,
             "--margin",
             "0.1",
+            "--json",
         ],
     )
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ the model exactly like one read from a prepared dataset.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def decode(data: bytes, name: str) -> np.ndarray:
         raise ImageError(f"{name}: {error}") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageError(
-            f"{name} is not a decodable image ({type(error).__name__}: {error}). "
+            f"{name} is not a decodable image ({type(error).__name__}: {_pillow_text(error)}). "
             "Expected a JPEG/PNG/BMP/GIF/WebP file; remove it or re-export it."
         ) from error
     return np.asarray(rgb, dtype=np.uint8)
@@ -90,6 +91,15 @@ def to_rgb(image: Any) -> Any:
             "cannot be turned into 8-bit RGB safely; export the image as 8- or 16-bit"
         )
     return image.convert("RGB")
+
+
+# Pillow names the stream it was given: the in-memory buffer's repr says nothing to a user.
+_STREAM_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def _pillow_text(error: BaseException) -> str:
+    """Pillow's message without the ``<_io.BytesIO object at 0x...>`` it decoded from."""
+    return _STREAM_REPR.sub("", str(error)).strip() or "unreadable data"
 
 
 def load(uri: str) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from catsdogs.components.common import errors, images, model_dir, records, reports, storage
+from catsdogs.components.common.progress import Progress
 from catsdogs.components.evaluate.metrics import SCALARS, binary_metrics
 from catsdogs.components.evaluate.report import report_html
 
@@ -115,7 +116,10 @@ def predict_split(
     config: EvaluateConfig,
     split: str = "test",
 ) -> Predictions:
-    """Run the model over one split, keeping the most confidently wrong images for the gallery."""
+    """Run the model over one split, keeping the most confidently wrong images for the gallery.
+
+    Its progress (``Evaluating test: n/N images, x images/s``) goes to stderr.
+    """
     size = model_dir.image_size(model)
     data = records.read_split(dataset_dir, manifest, split, size, with_ids=True)
     data = data.batch(config.batch_size if size else 1).prefetch(2)
@@ -124,24 +128,28 @@ def predict_split(
     ids: list[str] = []
     wrong: list[tuple[float, int, dict[str, Any], np.ndarray]] = []
     seen = 0
-    for batch_images, batch_labels, batch_ids in data:
-        batch_scores = np.asarray(model(batch_images, training=False), dtype=np.float64).reshape(-1)
-        batch_true = batch_labels.numpy().astype(np.int64)
-        labels.append(batch_true)
-        scores.append(batch_scores)
-        ids.extend(i.decode("utf-8") for i in batch_ids.numpy())
-        predicted = (batch_scores >= config.threshold).astype(np.int64)
-        for k in np.nonzero(predicted != batch_true)[0]:
-            confidence = batch_scores[k] if predicted[k] == 1 else 1.0 - batch_scores[k]
-            record: dict[str, Any] = {
-                "id": ids[seen + k],
-                "label": int(batch_true[k]),
-                "score": float(batch_scores[k]),
-            }
-            wrong.append((float(confidence), seen + int(k), record, batch_images[k].numpy()))
-        wrong.sort(key=lambda item: (-item[0], item[1]))
-        del wrong[config.gallery_size :]
-        seen += len(batch_true)
+    with Progress(f"Evaluating {split}", manifest.splits[split].count) as bar:
+        for batch_images, batch_labels, batch_ids in data:
+            batch_scores = np.asarray(
+                model(batch_images, training=False), dtype=np.float64
+            ).reshape(-1)
+            batch_true = batch_labels.numpy().astype(np.int64)
+            labels.append(batch_true)
+            scores.append(batch_scores)
+            ids.extend(i.decode("utf-8") for i in batch_ids.numpy())
+            predicted = (batch_scores >= config.threshold).astype(np.int64)
+            for k in np.nonzero(predicted != batch_true)[0]:
+                confidence = batch_scores[k] if predicted[k] == 1 else 1.0 - batch_scores[k]
+                record: dict[str, Any] = {
+                    "id": ids[seen + k],
+                    "label": int(batch_true[k]),
+                    "score": float(batch_scores[k]),
+                }
+                wrong.append((float(confidence), seen + int(k), record, batch_images[k].numpy()))
+            wrong.sort(key=lambda item: (-item[0], item[1]))
+            del wrong[config.gallery_size :]
+            seen += len(batch_true)
+            bar.update(len(batch_true))
     if not seen:
         raise errors.DatasetError(f"The {split!r} split of the dataset holds no images.")
     gallery = [

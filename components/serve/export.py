@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from catsdogs.components.common import images, model_dir, storage, tempdirs
 from catsdogs.components.common.errors import ModelError, OutputConflictError, SettingsError
+from catsdogs.components.common.progress import Progress
 from catsdogs.components.serve import signatures
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -192,6 +193,10 @@ def check_export(
     return worst
 
 
+# What an export does, in order (its progress counts them).
+EXPORT_STEPS = ("save the SavedModel", "check it against catsdogs predict", "publish it")
+
+
 def export(
     source: str,
     serving_uri: str,
@@ -231,11 +236,16 @@ def export(
             "Train it with --image-size."
         )
     classes = model_dir.model_classes(model_uri)
-    with tempdirs.temporary("export") as tmp:
+    with (
+        tempdirs.temporary("export") as tmp,
+        Progress(f"Exporting version {number}", len(EXPORT_STEPS), "steps", interval=0) as bar,
+    ):
         saved_dir = Path(tmp, str(number))
         module, serving = signatures.build(model, size, classes)
         tf.saved_model.save(module, str(saved_dir), signatures=serving)
+        bar.update()  # saved
         worst = check_export(saved_dir, model_uri, classes, size, check_files)
+        bar.update()  # checked against catsdogs predict
         record = {
             "model_sha256": sha256,
             "source": str(model_uri),
@@ -247,6 +257,7 @@ def export(
         Path(saved_dir, RECORD_FILE).parent.mkdir(parents=True, exist_ok=True)
         Path(saved_dir, RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
         publish(saved_dir, target)
+        bar.update()  # published
     return ExportResult(target, number, sha256, True, worst)
 
 

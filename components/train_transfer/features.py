@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catsdogs.components.common import records, storage, tempdirs
+from catsdogs.components.common.progress import Progress
 from catsdogs.components.common.training.checkpoint import Log
 from catsdogs.components.common.training.data import input_pipeline
 from catsdogs.components.common.training.device import global_batch_size
@@ -53,7 +54,9 @@ def key_folder(base: str, key: dict[str, Any]) -> str:
     return storage.join(base, f"{key['backbone']}-{digest}")
 
 
-def extract_features(extractor: Any, images: Any, *, xla: bool = False) -> tuple[Any, Any]:
+def extract_features(
+    extractor: Any, images: Any, *, xla: bool = False, progress: Progress | None = None
+) -> tuple[Any, Any]:
     """Run ``extractor`` once over a batched ``(images, labels)`` dataset, on every replica.
 
     Each batch is split across the replicas of the strategy in scope (every GPU, see
@@ -64,6 +67,7 @@ def extract_features(extractor: Any, images: Any, *, xla: bool = False) -> tuple
         extractor: A Keras model, pixels -> features.
         images: Batched ``(images, labels)`` dataset.
         xla: Compile the extractor's call with XLA (``jit_compile``).
+        progress: Told the images of each batch once its features are back.
 
     Returns:
         ``(features float32 [N, ...], labels float32 [N, 1])`` as numpy arrays.
@@ -78,6 +82,8 @@ def extract_features(extractor: Any, images: Any, *, xla: bool = False) -> tuple
         out = strategy.run(step, args=(x,))
         features.append(strategy.gather(out, axis=0).numpy())
         labels.append(strategy.gather(y, axis=0).numpy())
+        if progress is not None:
+            progress.update(len(labels[-1]))
     return np.concatenate(features), np.concatenate(labels).astype("float32")
 
 
@@ -185,7 +191,10 @@ def compute_features(
                     cache_limit_bytes=0,
                 )
                 split_start = time.monotonic()
-                found[split] = extract_features(extractor, images, xla=settings.xla)
+                with Progress(f"Features of {split}", local_manifest.splits[split].count) as bar:
+                    found[split] = extract_features(
+                        extractor, images, xla=settings.xla, progress=bar
+                    )
                 log(
                     f"Features of {split}: {found[split][0].shape} in "
                     f"{time.monotonic() - split_start:.1f} s (backbone run once per image)."

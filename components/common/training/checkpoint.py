@@ -149,6 +149,8 @@ def fit_resumable(
     identity: dict[str, Any],
     *,
     log: Log = print_log,
+    images_per_epoch: int | None = None,
+    images_per_batch: int = 0,
 ) -> FitResult:
     """``model.fit`` that checkpoints after every epoch and resumes from the last one.
 
@@ -160,8 +162,11 @@ def fit_resumable(
         checkpoint: Checkpoint folder (local or gs://).
         identity: The run identity (``run_identity``); a checkpoint of another run is an error.
         log: Where per-epoch progress lines go.
+        images_per_epoch: Training images in one epoch, for the progress within each epoch.
+        images_per_batch: Images in one batch (0: ``settings.batch_size``).
     """
     import keras
+    from catsdogs.components.common import progress
 
     state = _load_state(checkpoint, identity)
     if state is not None:
@@ -200,7 +205,8 @@ def fit_resumable(
                 self.model, checkpoint, epoch + 1, history, self.seconds, identity, self.stopped
             )
             figures = "  ".join(f"{k} {v[-1]:.4f}" for k, v in history.items())
-            log(f"Epoch {epoch + 1}/{settings.epochs}  {figures}  ({took:.1f} s)")
+            rate = f", {images_per_epoch / took:.0f} images/s" if images_per_epoch and took else ""
+            log(f"Epoch {epoch + 1}/{settings.epochs}  {figures}  ({took:.1f} s{rate})")
             if self.stopped:
                 log(
                     f"Early stopping: val_loss has not improved for "
@@ -209,12 +215,15 @@ def fit_resumable(
                 self.model.stop_training = True
 
     callback = Checkpointer()
+    shown = progress.keras_epochs(
+        settings.epochs, images_per_epoch, images_per_batch or settings.batch_size
+    )
     model.fit(
         train,
         validation_data=val,
         epochs=settings.epochs,
         initial_epoch=done,
-        callbacks=[callback],
+        callbacks=[shown, callback],
         shuffle=False,  # the dataset shuffles itself
         verbose=0,
     )

@@ -52,6 +52,7 @@ from catsdogs.components.common.training.checkpoint import (
     save_model,
 )
 from catsdogs.components.common.training.device import (
+    global_batch_size,
     require_gpu_or_fail,
     restore_device,
     setup_device,
@@ -137,9 +138,22 @@ class RunContext:
         folder, identity = self.checkpoint, self.identity
         if phase:
             folder, identity = storage.join(folder, phase), {**identity, "phase": phase}
+        batch = global_batch_size(settings.batch_size)
+        images = self.manifest.splits["train"].count
         if settings.steps_per_epoch:  # epochs of N batches, cycling through the reshuffled split
             train = train.repeat().take(settings.steps_per_epoch)
-        return fit_resumable(build_model, train, val, settings, folder, identity, log=self.log)
+            images = settings.steps_per_epoch * batch
+        return fit_resumable(
+            build_model,
+            train,
+            val,
+            settings,
+            folder,
+            identity,
+            log=self.log,
+            images_per_epoch=images,
+            images_per_batch=batch,
+        )
 
 
 def run_record(
