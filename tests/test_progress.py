@@ -33,7 +33,7 @@ def test_log_lines_every_interval_and_a_last_one() -> None:
     assert len(lines) == 6, lines  # one per update (interval 0), then the ending
     assert all(re.fullmatch(rf"Features of train: {LINE}", line) for line in lines[:5])
     assert re.fullmatch(
-        rf"Features of train: 5/5 images, \d+\.\d images/s, done in \d+\.\d s", lines[5]
+        r"Features of train: 5/5 images, \d+\.\d images/s, done in \d+\.\d s", lines[5]
     )
 
 
