@@ -7,16 +7,26 @@ SHARED ?= ../shared
 OUT ?= out
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format bench accuracy run run-smoke compile submit-pipeline schedule golden images image-test clean
+.PHONY: help install lock test test-fast lint format bench accuracy run run-smoke compile submit-pipeline schedule golden images image-test clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-install: ## Create .venv and install the package with its dev tools (direct dependencies pinned)
+LOCK := requirements.lock
+
+install: ## Create .venv and install the package with its dev tools: every package at its requirements.lock pin
 	@command -v $(PYTHON) >/dev/null || { echo "Error: $(PYTHON) not found; set PYTHON=python3.x (3.11 or 3.12)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c $(LOCK) -e ".[dev]"
+
+# uv resolves for Linux x86_64 and Python 3.11 (the image's and CI's), keeping the pins already in the
+# lock; LOCK_ARGS=--upgrade re-resolves everything to the newest versions pyproject.toml allows.
+LOCK_ARGS ?=
+lock: ## Regenerate requirements.lock (every transitive package of every extra, exact) from pyproject.toml with uv
+	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -c images/constraints-gpu.txt \
+		--custom-compile-command "make lock" --no-annotate -o $(LOCK) $(LOCK_ARGS)
 
 test: ## Run the test suite (what CI runs)
 	$(BIN)/pytest -q

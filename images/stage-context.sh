@@ -12,7 +12,7 @@ weights=${2:-}
 cd "$(dirname "$0")/.."
 git rev-parse --is-inside-work-tree >/dev/null 2>&1 \
     || die "$PWD is not a git checkout; the build context is staged from the files git sees."
-for needed in pyproject.toml README.md components cli pipelines images/Dockerfile images/constraints-gpu.txt; do
+for needed in pyproject.toml README.md components cli pipelines images/Dockerfile requirements.lock; do
     [[ -e $needed ]] || die "$PWD/$needed is missing; the image installs the package from this tree."
 done
 rm -rf "$dest"

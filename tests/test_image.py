@@ -143,9 +143,10 @@ def test_cuda_wheels_are_pinned_exactly_inside_tensorflows_ranges() -> None:
 def test_dockerfile_installs_with_the_cuda_constraints_and_sets_no_visible_devices() -> None:
     steps = instructions()
     copies = [a for k, a in steps if k == "COPY"]
-    assert any("images/constraints-gpu.txt /src/" in c for c in copies)
+    # requirements.lock carries the CUDA pins (tests/test_lock.py checks each is in it).
+    assert any("requirements.lock" in c.split()[:-1] and c.endswith(" /src/") for c in copies)
     runs = " ".join(a for k, a in steps if k == "RUN")
-    assert "pip install --no-cache-dir -r /tmp/requirements.txt -c /src/constraints-gpu.txt" in runs
+    assert "pip install --no-cache-dir -r /tmp/requirements.txt -c /src/requirements.lock" in runs
     # The device plugin sets NVIDIA_VISIBLE_DEVICES on GPU pods; in the image it would expose every
     # GPU to CPU tasks under the NVIDIA container toolkit.
     env = " ".join(a for k, a in steps if k == "ENV")
