@@ -90,3 +90,29 @@ def test_zero_images_says_links_are_not_followed(tmp_path: Path) -> None:
     assert f"e.g. cats/ -> {elsewhere}" in line
     assert "point --source at the folder the links lead to" in line
     assert len(line.splitlines()) == 1
+
+
+def test_output_of_another_run_is_a_short_message(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+    from catsdogs.components.common.errors import OutputConflictError
+    from catsdogs.components.common.training.checkpoint import output_status
+
+    settings = {f"setting_{index:02d}": "x" * 60 for index in range(20)}
+    ours = {"kind": "train-scratch", "settings": settings, "data_manifest_sha256": "a"}
+    (tmp_path / "run.json").write_text(json.dumps({"identity": ours}))
+    transfer = dict(ours, kind="train-transfer")
+    with pytest.raises(OutputConflictError) as caught:
+        output_status(str(tmp_path), transfer)
+    message = str(caught.value)
+    assert "(a train-scratch run there, train-transfer asked; all of its settings: " in message
+    assert len(message.replace(str(tmp_path), "OUT")) < 300, message
+    changed = dict(ours, settings={key: "y" for key in settings}, data_manifest_sha256="b")
+    with pytest.raises(OutputConflictError) as caught:
+        output_status(str(tmp_path), changed)
+    message = str(caught.value)
+    assert "setting_00='xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... there, 'y' asked" in message
+    assert ", 18 more differences; all of its settings: " in message  # 20 settings + dataset
+    assert "setting_03" not in message
+    assert len(message.replace(str(tmp_path), "OUT")) < 450, message

@@ -72,9 +72,9 @@ def output_status(output: str, identity: dict[str, Any]) -> str:
         if existing.get("identity") != identity:
             difference = describe_difference(existing.get("identity", {}), identity)
             raise OutputConflictError(
-                f"Output {output} holds a different run ({difference}). Nothing was changed. "
-                "Choose another --output, rerun with that run's settings to resume it, or delete "
-                "the folder to start over."
+                f"Output {output} holds a different run ({difference}; all of its settings: "
+                f"{run_uri}). Nothing was changed. Choose another --output, rerun with that run's "
+                "settings to resume it, or delete the folder to start over."
             )
         return "complete" if storage.exists(storage.join(output, MODEL_FILE)) else "resume"
     if storage.is_dir(output):

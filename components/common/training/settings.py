@@ -137,14 +137,29 @@ def run_identity(kind: str, settings: TrainingSettings, manifest: Manifest) -> d
 
 
 def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """How run identity ``old`` (found) differs from ``new`` (asked), for error messages."""
-    diffs = []
+    """How run identity ``old`` (found) differs from ``new`` (asked), short enough to read.
+
+    Another kind of run is named as such (its settings differ by nature); otherwise the first
+    ``SHOWN_DIFFERENCES`` differing settings are listed, then how many more there are.
+    """
     if old.get("kind") != new.get("kind"):
-        diffs.append(f"kind={old.get('kind')!r} there, {new.get('kind')!r} asked")
+        return f"a {old.get('kind')} run there, {new.get('kind')} asked"
+    diffs = []
     old_s, new_s = old.get("settings", {}), new.get("settings", {})
     for key in sorted(set(old_s) | set(new_s)):
         if old_s.get(key) != new_s.get(key):
-            diffs.append(f"{key}={old_s.get(key)!r} there, {new_s.get(key)!r} asked")
+            diffs.append(f"{key}={_short(old_s.get(key))} there, {_short(new_s.get(key))} asked")
     if old.get("data_manifest_sha256") != new.get("data_manifest_sha256"):
         diffs.append("a different dataset")
+    if len(diffs) > SHOWN_DIFFERENCES:
+        more = len(diffs) - SHOWN_DIFFERENCES
+        diffs = [*diffs[:SHOWN_DIFFERENCES], f"{more} more difference{'s' * (more > 1)}"]
     return ", ".join(diffs) or "different content"
+
+
+SHOWN_DIFFERENCES = 3
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
