@@ -120,8 +120,14 @@ def docker_api() -> Iterator[str]:
 
 
 def _ping(host: str) -> None:
-    """Raise SettingsError unless a Docker API answers at ``host``."""
-    import docker
+    """Raise SettingsError unless a Docker API answers at ``host`` (or the client is missing)."""
+    try:
+        import docker
+    except ImportError as error:
+        raise SettingsError(
+            "--runner docker needs the Docker client library, which this install lacks: "
+            "pip install -c requirements.lock 'catsdogs[docker]' (or `make install`)."
+        ) from error
 
     try:
         client = docker.from_env()

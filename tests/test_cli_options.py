@@ -38,3 +38,15 @@ def test_pipeline_choices_are_checked_by_the_option(command: list[str], option: 
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # rich's box, unwrapped
     assert f"Invalid value for '{option}'" in text
     assert "'bogus' is not one of" in text
+
+
+def test_runner_docker_without_the_docker_package_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from catsdogs.pipelines import docker_runner
+
+    monkeypatch.setitem(sys.modules, "docker", None)  # import docker -> ImportError
+    with pytest.raises(docker_runner.SettingsError, match=r"pip install .*'catsdogs\[docker\]'"):
+        docker_runner._ping("unix:///nowhere.sock")
