@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from catsdogs.components.common import storage
 from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.prepare_dataset.settings import PrepareConfig
 from catsdogs.components.prepare_dataset.sources import DEFAULT_SOURCE
@@ -75,6 +76,7 @@ def prepare(
         )
     chosen: dict[str, Any] = {k: v for k, v in {**counts, **fractions}.items() if v is not None}
     cfg = PrepareConfig(**chosen, seed=seed, max_side=max_side, workers=workers, sha256=sha256)
+    storage.check_output(output, "--output")
     result = core.prepare(source, output, cfg)
     summary = ", ".join(f"{split} {n}" for split, n in result.counts.items())
     state = "already prepared" if result.already_prepared else "prepared"

@@ -7,6 +7,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from catsdogs.components.common import storage
 from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.evaluate.core import EvaluateConfig
 from catsdogs.components.promote.core import PromoteConfig
@@ -93,6 +94,7 @@ def evaluate(
 
     settings = EvaluateConfig(batch_size=batch_size, threshold=threshold, gallery_size=gallery_size)
     promote_settings = PromoteConfig(margin=margin)
+    storage.check_output(output, "--output")
     result = core.evaluate(model, data, output, settings)
     if as_json:
         typer.echo(json.dumps(result.scalars, sort_keys=True))
@@ -169,6 +171,7 @@ def render(
     settings = RenderConfig(
         layer=layer, channels=tuple(channel or ()), images_per_class=images_per_class
     )
+    storage.check_output(output, "--output")
     result = core.render(model, output, list(image or []), data, settings)
     for item in result.predictions:
         typer.echo(f"{item['label']}\t{item['p']:.4f}\t{item['image']}")

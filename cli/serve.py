@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from catsdogs.components.common import storage
 from catsdogs.components.serve.deploy import DeploySettings
 
 app = typer.Typer()
@@ -44,6 +45,7 @@ def export(
     """
     from catsdogs.components.serve import export as exporter
 
+    storage.check_output(output, "--output")
     result = exporter.export(model, output, version, list(check_image or []))
     if result.created:
         typer.echo(

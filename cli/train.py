@@ -7,6 +7,7 @@ import json
 from typing import Annotated
 
 import typer
+from catsdogs.components.common import storage
 from catsdogs.components.train_scratch.core import ScratchSettings
 from catsdogs.components.train_transfer.settings import TransferSettings
 
@@ -132,6 +133,7 @@ def train_scratch(
         xla=xla,
         require_gpu=require_gpu,
     )
+    storage.check_output(output, "--output")
     result = core.train_scratch(data, output, settings)
     typer.echo(json.dumps(result.metrics, sort_keys=True))
 
@@ -225,5 +227,6 @@ def train_transfer(
         xla=xla,
         require_gpu=require_gpu,
     )
+    storage.check_output(output, "--output")
     result = core.train_transfer(data, output, settings, features=features)
     typer.echo(json.dumps(result.metrics, sort_keys=True))

@@ -9,6 +9,8 @@ with the task's progress lines (epochs, features, images/s) and warnings in betw
 failed with a user error (a ``CatsdogsError``) leaves that error's message in ``errors`` for the
 run's last line (``task_errors``); any other failure shows the task's last lines, so the
 traceback is on screen with the path of the whole log.
+Every line is redacted first (``redaction.redact``): the executor input that KFP logs holds the
+run's parameters, and a source URL may carry credentials.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TextIO
 
+from catsdogs.components.common.redaction import redact
 from catsdogs.pipelines import task_errors
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -105,7 +108,7 @@ class TaskConsole(io.TextIOBase):
         self.console.flush()
 
     def _line(self, raw: str) -> None:
-        line = plain(raw).rstrip("\r")
+        line = redact(plain(raw)).rstrip("\r")  # credentials of URLs never reach a log
         if start := _START.search(line):
             self._begin(start["task"])
         self._log.write(line + "\n")

@@ -28,18 +28,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from catsdogs.components.common import config, quiet
 from catsdogs.components.common.errors import CatsdogsError, SettingsError, SourceError
+from catsdogs.components.common.redaction import redact
 from catsdogs.components.prepare_dataset.settings import PrepareConfig
 from catsdogs.components.promote.core import PromoteConfig
 from catsdogs.components.train_scratch.core import ScratchSettings
 from catsdogs.components.train_transfer.settings import TransferSettings
-from catsdogs.pipelines import docker_runner, local_console, run_summary, task_errors
+from catsdogs.pipelines import docker_runner, local_console, run_folders, run_summary, task_errors
 from catsdogs.pipelines.options import PipelineOptions
 from catsdogs.pipelines.pipeline import TRAINERS, build_pipeline
 
@@ -167,13 +167,15 @@ class LocalRun:
 
     def summary(self) -> str:
         """The ending: scores with intervals, winner, champion, time per step, report links."""
-        return run_summary.summarize(
-            self.run_dir,
-            self.seconds,
-            wall_seconds=self.wall_seconds,
-            champion_uri=self.parameters.champion_uri,
-            recipe_scratch_epochs=_SCRATCH.epochs,
-            budget_scratch_epochs=LOCAL_SCRATCH_EPOCHS,
+        return redact(
+            run_summary.summarize(
+                self.run_dir,
+                self.seconds,
+                wall_seconds=self.wall_seconds,
+                champion_uri=self.parameters.champion_uri,
+                recipe_scratch_epochs=_SCRATCH.epochs,
+                budget_scratch_epochs=LOCAL_SCRATCH_EPOCHS,
+            )
         )
 
 
@@ -265,13 +267,15 @@ def run_local(
         )
     root = Path(output).resolve() / "kfp"
     root.mkdir(parents=True, exist_ok=True)
-    before = {p.name for p in root.iterdir()}
     if hint := cpu_budget_hint(parameters, runner):
         print(hint, flush=True)
-    logs = Path(tempfile.mkdtemp(prefix=".logs-", dir=root))
     started = time.monotonic()
     failure: RuntimeError | None = None
     with contextlib.ExitStack() as stack:
+        # This run's own name (kfp.local's folder) and logs folder; earlier dead runs reported.
+        run = stack.enter_context(run_folders.claimed(root, parameters.arguments()))
+        for note in run.notes:
+            print(redact(note), flush=True)
         if runner == "docker":
             image = image or config.image()
             task_runner: Any = stack.enter_context(
@@ -287,17 +291,21 @@ def run_local(
             # SubprocessRunner warns that our base image is not a plain Python image; locally the
             # components run from the installed package instead, which is the point.
             warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-            console = stack.enter_context(local_console.task_console(logs))
-            try:
-                pipeline(**parameters.arguments())
-            except RuntimeError as error:  # kfp.local: a task failed
-                failure = error
-    new = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in before and p != logs)
-    placed = local_console.place_logs(logs, new[-1]) if new else {}
+            with local_console.task_console(run.logs) as console:
+                try:
+                    pipeline(**parameters.arguments())
+                except RuntimeError as error:  # kfp.local: a task failed
+                    failure = error
+        if failure is None and (not run.name or not run.path.is_dir()):
+            raise RuntimeError(f"kfp.local wrote no run folder named {run.name!r} under {root}.")
+        run_dir = run.path  # found by its own name, whatever other runs wrote meanwhile
+        tasks = _task_files(run_dir) if run_dir.is_dir() else {}
+        status = "failed" if failure is not None else "succeeded"
+        placed = run_folders.finish(run, status, {"tasks": tasks})
     if failure is not None:
         first = local_console.plain((str(failure).splitlines() or [repr(failure)])[0])
         failed = [task for task, status in console.times.status.items() if status != "SUCCESS"]
-        log = placed.get(failed[-1], logs / f"{failed[-1]}.log") if failed else logs
+        log = placed.get(failed[-1], run_dir / f"{failed[-1]}.log") if failed else run_dir
         user_error = console.times.errors.get(failed[-1]) if failed else None
         if user_error is not None:  # its own line ends the run, advice in run's options
             print(f"{failed[-1]} failed; its whole log: {log}", flush=True)
@@ -305,17 +313,10 @@ def run_local(
                 task_errors.in_run_terms(failed[-1], user_error, RUN_OPTIONS)
             ) from failure
         raise TaskFailedError(f"{first.rstrip('.')}. Its whole log: {log}") from failure
-    if not new:
-        raise RuntimeError(f"kfp.local finished but wrote no run folder under {root}.")
-    run_dir = new[-1]
-    run = LocalRun(
+    return LocalRun(
         run_dir=run_dir,
-        tasks=_task_files(run_dir),
+        tasks=tasks,
         seconds=dict(console.times.seconds),
         wall_seconds=time.monotonic() - started,
         parameters=parameters,
     )
-    (run_dir / "run.json").write_text(
-        json.dumps({"parameters": parameters.arguments(), "tasks": run.tasks}, indent=2)
-    )
-    return run

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ from catsdogs.components.common.gcs import GCS_SCHEME, ObjectInfo, is_gcs, split
 from catsdogs.components.common.s3 import S3_SCHEME, is_s3
 from catsdogs.components.common.uris import (
     REMOTE_SCHEMES,
+    check_uri,
     is_remote,
     join,
     names_no_bucket,
@@ -59,6 +61,8 @@ __all__ = [
     "StorageError",
     "TMPDIR_FIX",
     "check_folder",
+    "check_output",
+    "check_uri",
     "check_reachable",
     "copy",
     "delete",
@@ -91,7 +95,7 @@ __all__ = [
 
 def _remote(uri: str | os.PathLike[str]) -> ModuleType | None:
     """The backend module of a gs:// or s3:// URI; None for a local path."""
-    uri = str(uri)
+    uri = check_uri(uri)
     return gcs if is_gcs(uri) else s3 if is_s3(uri) else None
 
 
@@ -139,8 +143,9 @@ def check_folder(uri: str | os.PathLike[str], option: str) -> None:
 
     Raises:
         OutputConflictError: ``uri`` or one of its parents is a file.
+        StorageError: ``uri`` is blank.
     """
-    if is_remote(uri):
+    if is_remote(check_uri(uri)):
         return
     path = Path(uri)
     for folder in (path, *path.parents):
@@ -151,6 +156,31 @@ def check_folder(uri: str | os.PathLike[str], option: str) -> None:
                     "folder (new or existing) or a gs:// or s3:// prefix."
                 )
             return
+
+
+def check_output(uri: str | os.PathLike[str], option: str) -> None:
+    """Check an output folder before any work starts: a folder (or none yet) that can be written.
+
+    Nothing is created: a probe file is made and removed in the folder, or in its nearest
+    existing parent, so a read-only disk, a missing permission or a file in the way fails at
+    once instead of after the work (gs:// and s3:// prefixes are checked by their first write).
+
+    Raises:
+        OutputConflictError: ``uri`` or one of its parents is a file.
+        OSError: The folder could not be written, naming ``uri`` (the CLI says so in one line).
+    """
+    check_folder(uri, option)
+    if is_remote(uri):
+        return
+    existing = Path(uri)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".catsdogs-probe.tmp-", dir=existing)
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, str(uri)) from error
+    os.close(descriptor)
+    os.unlink(probe)
 
 
 def check_reachable(uri: str | os.PathLike[str]) -> None:
@@ -168,21 +198,21 @@ def check_reachable(uri: str | os.PathLike[str]) -> None:
 
 def exists(uri: str | os.PathLike[str]) -> bool:
     """Whether a file/object (or, locally, a folder) exists at ``uri``."""
-    uri = str(uri)
+    uri = check_uri(uri)
     remote = _remote(uri)
     return bool(remote.exists(uri)) if remote else Path(uri).exists()
 
 
 def is_dir(uri: str | os.PathLike[str]) -> bool:
     """Whether ``uri`` is a local folder or a gs:// / s3:// prefix holding at least one object."""
-    uri = str(uri)
+    uri = check_uri(uri)
     remote = _remote(uri)
     return bool(remote.is_dir(uri)) if remote else Path(uri).is_dir()
 
 
 def stat(uri: str | os.PathLike[str]) -> ObjectInfo:
     """Size and version token (GCS generation, S3 ETag) of one file/object; FileNotFoundError when missing."""
-    uri = str(uri)
+    uri = check_uri(uri)
     if remote := _remote(uri):
         return remote.stat(uri)
     return ObjectInfo(uri=uri, size=Path(uri).stat().st_size, generation=None)
@@ -190,7 +220,7 @@ def stat(uri: str | os.PathLike[str]) -> ObjectInfo:
 
 def read_bytes(uri: str | os.PathLike[str]) -> bytes:
     """The whole content of a file/object (checksum-verified for GCS and S3)."""
-    uri = str(uri)
+    uri = check_uri(uri)
     remote = _remote(uri)
     return bytes(remote.read_bytes(uri)) if remote else Path(uri).read_bytes()
 
@@ -218,7 +248,7 @@ def write_bytes(
             generation, S3 ETag) is this one (0: must not exist); else PreconditionFailedError.
         content_type: The object's content type (default: application/octet-stream).
     """
-    uri = str(uri)
+    uri = check_uri(uri)
     if remote := _remote(uri):
         remote.write_bytes(
             uri,
@@ -242,10 +272,15 @@ def _write_local_atomic(path: Path, data: bytes, *, if_absent: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            if error.filename is not None or error.errno is None:
+                raise
+            raise type(error)(error.errno, error.strerror, str(path)) from error  # name the file
         if if_absent:
             try:
                 os.link(tmp, path)  # atomic create-only: fails if the name exists
@@ -262,7 +297,7 @@ def _write_local_atomic(path: Path, data: bytes, *, if_absent: bool) -> None:
 
 def delete(uri: str | os.PathLike[str], *, if_generation_match: int | str | None = None) -> None:
     """Delete one file/object (missing is not an error)."""
-    uri = str(uri)
+    uri = check_uri(uri)
     if remote := _remote(uri):
         remote.delete(uri, if_generation_match=if_generation_match)
     else:
@@ -271,18 +306,18 @@ def delete(uri: str | os.PathLike[str], *, if_generation_match: int | str | None
 
 def copy(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: Any) -> None:
     """Copy one file/object to another location (any local, gs:// or s3:// combination)."""
-    src, dst = str(src), str(dst)
-    if not is_remote(src) and is_remote(dst):
-        upload_file(src, dst, **kwargs)
-    elif is_remote(src) and not is_remote(dst):
-        download_file(src, dst)
+    source, destination = check_uri(src), check_uri(dst)
+    if not is_remote(source) and is_remote(destination):
+        upload_file(source, destination, **kwargs)
+    elif is_remote(source) and not is_remote(destination):
+        download_file(source, destination)
     else:
-        write_bytes(dst, read_bytes(src), **kwargs)
+        write_bytes(destination, read_bytes(source), **kwargs)
 
 
 def upload_file(local_path: str | os.PathLike[str], uri: str, *, if_absent: bool = False) -> None:
     """Upload one local file to ``uri`` (local destinations are copied atomically)."""
-    if remote := _remote(uri):
+    if remote := _remote(check_uri(uri)):
         remote.upload_file(local_path, uri, if_absent=if_absent)
     else:
         _write_local_atomic(Path(uri), Path(local_path).read_bytes(), if_absent=if_absent)
@@ -291,7 +326,7 @@ def upload_file(local_path: str | os.PathLike[str], uri: str, *, if_absent: bool
 def download_file(uri: str, local_path: str | os.PathLike[str]) -> None:
     """Download one object to a local file, checksum-verified, renamed into place when complete."""
     local = Path(local_path)
-    remote = _remote(uri)
+    remote = _remote(check_uri(uri))
     if remote is None:
         _write_local_atomic(local, Path(uri).read_bytes(), if_absent=False)
         return
@@ -309,7 +344,7 @@ def download_file(uri: str, local_path: str | os.PathLike[str]) -> None:
 
 def list_files(uri: str | os.PathLike[str]) -> list[str]:
     """Relative names (``/``-separated, sorted) of every file below a folder or gs:// / s3:// prefix."""
-    uri = str(uri)
+    uri = check_uri(uri)
     if remote := _remote(uri):
         return remote.list_files(uri)
     root = Path(uri)
@@ -328,7 +363,7 @@ def list_objects(uri: str | os.PathLike[str]) -> list[tuple[str, ObjectInfo]]:
     One listing (sizes and generations or ETags come with it) for GCS and S3; local files are
     stat'ed.
     """
-    uri = str(uri)
+    uri = check_uri(uri)
     if remote := _remote(uri):
         return remote.list_objects(uri)
     return [(name, stat(join(uri, name))) for name in list_files(uri)]
@@ -341,10 +376,9 @@ def temp_path(path: Path) -> Path:
 
 def _is_in_flight(relative: Path) -> bool:
     """Temporary files and staging folders of writes still in progress (never listed)."""
-    return (
-        relative.name.startswith(".")
-        and ".tmp-" in relative.name
-        or any(part.startswith(".download-") for part in relative.parts)
+    return any(
+        part.startswith(".") and ".tmp-" in part or part.startswith(".download-")
+        for part in relative.parts
     )
 
 
@@ -358,7 +392,7 @@ def upload_dir(local_dir: str | os.PathLike[str], uri: str, *, if_absent: bool =
     """
     root = Path(local_dir)
     names = list_files(root)
-    if remote := _remote(uri):
+    if remote := _remote(check_uri(uri)):
         remote.upload_dir(root, names, uri, if_absent=if_absent)
         return
     for name in names:
@@ -388,23 +422,23 @@ def download_dir(uri: str, local_dir: str | os.PathLike[str]) -> list[str]:
 @contextlib.contextmanager
 def local_dir(uri: str | os.PathLike[str]) -> Iterator[Path]:
     """A local folder with the content of ``uri``: the folder itself, or a temporary download."""
-    uri = str(uri)
-    if not is_remote(uri):
-        yield Path(uri)
+    location = check_uri(uri)
+    if not is_remote(location):
+        yield Path(location)
         return
     with tempdirs.temporary("download") as tmp:
-        download_dir(uri, tmp)
+        download_dir(location, tmp)
         yield tmp
 
 
 @contextlib.contextmanager
 def output_dir(uri: str | os.PathLike[str]) -> Iterator[Path]:
     """A local folder to write into; for gs:// / s3:// it is uploaded when the block succeeds."""
-    uri = str(uri)
-    if not is_remote(uri):
-        Path(uri).mkdir(parents=True, exist_ok=True)
-        yield Path(uri)
+    location = check_uri(uri)
+    if not is_remote(location):
+        Path(location).mkdir(parents=True, exist_ok=True)
+        yield Path(location)
         return
     with tempdirs.temporary("upload") as tmp:
         yield tmp
-        upload_dir(tmp, uri)
+        upload_dir(tmp, location)

@@ -6,8 +6,10 @@ Pure string helpers, re-exported by ``storage`` (callers use ``storage.is_remote
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+from catsdogs.components.common.errors import StorageError
 from catsdogs.components.common.gcs import GCS_SCHEME, split_gcs
 from catsdogs.components.common.s3_client import S3_SCHEME, split_s3
 
@@ -30,8 +32,36 @@ def names_no_bucket(uri: str) -> bool:
     return scheme is not None and not uri[len(scheme) :].split("/")[0]
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?P<bucket>[^/]*)")
+
+
+def check_uri(uri: str | os.PathLike[str]) -> str:
+    """``uri`` as a string, refused when it is blank or names no bucket.
+
+    Every function of ``storage`` passes its locations through here: an empty location would
+    otherwise mean the current folder, and ``gs://`` alone a bucket named "".
+
+    Raises:
+        StorageError: ``uri`` is empty or blank, or a ``scheme://`` URI without a bucket.
+    """
+    text = os.fspath(uri)
+    if not isinstance(text, str) or not text.strip():
+        raise StorageError(
+            f"A location is empty ({text!r}): expected a local path or a gs:// or s3:// "
+            "bucket/prefix URI (an empty one would mean the current folder). Give the option a "
+            "path or URI."
+        )
+    match = _SCHEME.match(text)
+    if match and not match.group("bucket"):
+        raise StorageError(
+            f"{text!r} names no bucket: expected {text.split('://')[0]}://BUCKET/prefix."
+        )
+    return text
+
+
 def join(base: str | os.PathLike[str], *parts: str) -> str:
-    """Join path parts onto a local path or a gs:// / s3:// URI."""
+    """Join path parts onto a local path or a gs:// / s3:// URI (``base`` must not be blank)."""
+    base = check_uri(base)
     if is_remote(base):
         out = str(base).rstrip("/")
         for part in parts:

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from catsdogs.components.common import config, records, storage, tempdirs
 from catsdogs.components.common.errors import SourceError
 from catsdogs.components.common.images import IMAGE_SUFFIXES
+from catsdogs.components.common.redaction import redact
 from catsdogs.components.prepare_dataset import archives
 
 DEFAULT_SOURCE = (
@@ -37,12 +38,6 @@ _HEAD_KEYS = ("ETag", "Last-Modified", "Content-Length")
 _FOLDER_CLASSES = {name: cls for cls in records.CLASSES for name in (cls, f"{cls}s")}  # Cat/, dogs/
 _KAGGLE_NAME = re.compile(rf"^({'|'.join(records.CLASSES)})\..+$", re.IGNORECASE)  # cat.1.jpg
 _SKIPPED_DIRS = {"__macosx", ".git"}
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
-_SECRET_PARAMETER = re.compile(
-    r"([?&;][^=&#\s]*(?:sig|credential|token|key|secret|password|passwd|auth|session)[^=&#\s]*=)"
-    r"[^&#\s]*",
-    re.IGNORECASE,
-)
 _DOWNLOAD_WORKERS = 8
 
 
@@ -70,16 +65,6 @@ def _digest(kind: str, lines: list[str]) -> str:
 
 def _is_url(source: str) -> bool:
     return source.startswith(("https://", "http://"))
-
-
-def redact(text: str) -> str:
-    """``text`` with the credentials of any URL in it replaced by ``***``.
-
-    Covers ``user:password@`` and the values of query parameters that carry secrets (signed-URL
-    signatures and credentials, tokens, keys: ``X-Goog-Signature``, ``X-Amz-Security-Token``,
-    ``sig``...).
-    """
-    return _SECRET_PARAMETER.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 def check_source(source: str) -> None:

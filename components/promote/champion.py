@@ -97,7 +97,40 @@ def read_pointer(champion_uri: str) -> Pointer:
         raise storage.StorageError(
             f"{uri} is not valid JSON ({error}); restore it from versions/ or delete it to start over."
         ) from error
+    check_record(record, uri)
     return Pointer(record, generation)
+
+
+def version_path(version: int) -> str:
+    """The one path a pointer may name for ``version``: ``versions/vNNNN``."""
+    return f"{VERSIONS}/v{version:04d}"
+
+
+def check_record(record: Any, uri: str) -> None:
+    """Refuse a pointer whose ``path`` is anything but ``versions/vNNNN`` of its own version.
+
+    Everything that follows the pointer (promote, export, serve) reads ``<champion>/<path>``, so
+    a ``path`` of ``../..`` or another prefix would make it read outside the champion location.
+    The message names neither the folder it points at nor what that folder holds.
+
+    Raises:
+        StorageError: The record is not an object, its version is not a positive integer, or
+            its path is not ``versions/v<version, 4 digits>``.
+    """
+    version = record.get("version") if isinstance(record, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise storage.StorageError(
+            f"{uri} does not name a champion version (expected an object with a positive integer "
+            f'"version"). Restore it from a good copy, or delete it to start over.'
+        )
+    expected = version_path(version)
+    if record.get("path") != expected:
+        shown = str(record.get("path"))[:80]
+        raise storage.StorageError(
+            f"{uri} names path {shown!r} for version {version}; a champion pointer must name "
+            f"exactly {expected} inside the champion location. Restore it from a good copy, or "
+            "delete it to start over."
+        )
 
 
 def champion_model_dir(champion_uri: str) -> str | None:
@@ -124,7 +157,7 @@ def write_version(
         PromotionConflictError: Another promotion claimed ``version`` first.
         ModelError: model.keras changed since its sha256 was checked.
     """
-    relative = f"{VERSIONS}/v{version:04d}"
+    relative = version_path(version)
     folder = storage.join(champion_uri, relative)
     written: list[str] = []
     try:
@@ -207,6 +240,11 @@ def _locked(folder: Path) -> Iterator[None]:
     """
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILE
+    if lock.is_dir() or (lock.exists() and not lock.is_file()):
+        raise storage.StorageError(
+            f"{lock} is not a file: it is the lock file that promotions write (pid, host, since), "
+            f"and something else is in its place. Remove it (rmdir {lock}) and promote again."
+        )
     handle = os.open(folder, os.O_RDONLY)
     try:
         deadline = time.monotonic() + LOCK_WAIT_S

@@ -18,13 +18,12 @@ few check images; a version folder appears only complete (locally a rename, on G
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
 import os
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -269,16 +268,18 @@ def publish(saved_dir: Path, target: str) -> None:
     """
     if not storage.is_remote(target):
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(target).with_name(f".{Path(target).name}.tmp-{uuid.uuid4().hex[:8]}")
-        shutil.copytree(saved_dir, staging)
-        try:
-            os.rename(staging, target)  # atomic; fails if target exists and is not empty
-        except OSError as error:
-            raise OutputConflictError(
-                f"{target} appeared while exporting; run the export again."
-            ) from error
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        # A staging copy beside the target, locked while it is written: the next export there
+        # removes one whose export was killed (tempdirs).
+        with tempdirs.temporary("export", root=Path(target).parent) as staging:
+            storage.upload_dir(saved_dir, str(staging))
+            try:
+                os.rename(staging, target)  # atomic; fails if target exists and is not empty
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                raise OutputConflictError(
+                    f"{target} appeared while exporting; run the export again."
+                ) from error
         return
     names = storage.list_files(saved_dir)
     try:

@@ -1,9 +1,15 @@
 """The features cache of train_transfer's ``features`` mode: the backbone run once per image.
 
 Features of every split are kept under a folder per key (``<backbone>-<hash>/``: ``<split>.npz``
-with ``features`` and ``labels``, then ``features.json`` last, holding the key). A rerun with the
+with ``features`` and ``labels``, then ``features.json`` last, holding the key and, per split, the
+file's sha256 and size, the features' count and shape and the images per class). A rerun with the
 same backbone, weights, image size, dtype policy and data reuses them instead of running the
 backbone, whatever head it trains.
+
+A cached split is used only when its file has the recorded sha256 and size, its arrays have the
+recorded shape and its labels agree with the dataset's manifest (count and images per class);
+anything else (a truncated or rewritten file, a wrong shape, flipped labels, a cache of the
+previous format without checksums) is logged and the features are computed again, replacing it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ if TYPE_CHECKING:
     from catsdogs.components.train_transfer.settings import TransferSettings
 
 FEATURES_FILE = "features.json"
-FEATURES_FORMAT = 1
+FEATURES_FORMAT = 2  # 2: per-split sha256, size and images per class (1 had no checksums)
 
 
 def features_key(
@@ -105,48 +111,128 @@ def _compiled_step(extractor: Any, xla: bool) -> Any:
 _STEPS: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
 
 
-def load_features(folder: str, key: dict[str, Any]) -> dict[str, tuple[Any, Any]] | None:
-    """The cached features of each split under ``folder`` when their key equals ``key``."""
-    import numpy as np
+def load_features(
+    folder: str, key: dict[str, Any], manifest: records.Manifest, log: Log | None = None
+) -> dict[str, tuple[Any, Any]] | None:
+    """The cached features of each split under ``folder``, or None when they cannot be trusted.
 
+    None when there is no cache with this ``key``, or when a split's file, arrays or labels do
+    not match ``features.json`` and the dataset's ``manifest`` (``log`` is told why).
+    """
     meta_uri = storage.join(folder, FEATURES_FILE)
     if not storage.exists(meta_uri):
         return None
     try:
         meta = json.loads(storage.read_text(meta_uri))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("key") != key:
         return None
-    if meta.get("key") != key:
+    try:
+        return _verified_splits(folder, meta, manifest)
+    except _Mismatch as mismatch:
+        if log is not None:
+            log(f"Cached features in {folder} do not match ({mismatch}); computing them again.")
         return None
+
+
+class _Mismatch(Exception):
+    """A cached split that does not match its record or the dataset."""
+
+
+def _verified_splits(
+    folder: str, meta: dict[str, Any], manifest: records.Manifest
+) -> dict[str, tuple[Any, Any]]:
+    import numpy as np
+
+    recorded = meta.get("splits")
+    wanted = [name for name in records.SPLITS if name in manifest.splits]
+    if not isinstance(recorded, dict) or sorted(recorded) != sorted(wanted):
+        raise _Mismatch(f"splits {sorted(recorded or [])}, the dataset has {sorted(wanted)}")
     out = {}
     with tempdirs.temporary("features") as tmp:
-        for split in meta["splits"]:
+        for split in wanted:
+            entry = recorded[split]
             local = Path(tmp, f"{split}.npz")
-            storage.download_file(storage.join(folder, f"{split}.npz"), local)
-            with np.load(local) as arrays:
-                out[split] = (arrays["features"], arrays["labels"])
+            try:
+                storage.download_file(storage.join(folder, f"{split}.npz"), local)
+            except FileNotFoundError as error:
+                raise _Mismatch(f"{split}.npz is missing") from error
+            digest = _file_sha256(local)
+            if not isinstance(entry, dict) or entry.get("sha256") != digest:
+                raise _Mismatch(f"{split}.npz has sha256 {digest[:12]}, not the recorded one")
+            try:
+                with np.load(local) as arrays:
+                    features, labels = arrays["features"], arrays["labels"]
+            except (OSError, ValueError, KeyError) as error:
+                raise _Mismatch(f"{split}.npz cannot be read ({type(error).__name__})") from error
+            _check_split(split, features, labels, entry, manifest)
+            out[split] = (features, labels)
     return out
 
 
-def save_features(
-    folder: str, key: dict[str, Any], splits: dict[str, tuple[Any, Any]], seconds: float
+def _check_split(
+    split: str, features: Any, labels: Any, entry: dict[str, Any], manifest: records.Manifest
 ) -> None:
-    """Write ``<split>.npz`` (features, labels) per split, then ``features.json`` last."""
+    """Shapes as recorded; labels 0/1 with the manifest's count and images per class."""
     import numpy as np
 
+    expected = manifest.splits[split]
+    count = expected.count
+    if list(features.shape) != [count, *entry.get("shape", [])] or labels.shape != (count, 1):
+        raise _Mismatch(
+            f"{split} features {features.shape} and labels {labels.shape}, expected {count} "
+            f"images of shape {entry.get('shape')}"
+        )
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise _Mismatch(f"{split} labels are not all 0 or 1")
+    per_class = {
+        manifest.classes[0]: int((labels == 0).sum()),
+        manifest.classes[1]: int(labels.sum()),
+    }
+    if per_class != dict(expected.per_class) or entry.get("per_class") != per_class:
+        raise _Mismatch(f"{split} labels count {per_class}, the dataset {dict(expected.per_class)}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_features(
+    folder: str,
+    key: dict[str, Any],
+    splits: dict[str, tuple[Any, Any]],
+    seconds: float,
+    classes: tuple[str, ...] = records.CLASSES,
+) -> None:
+    """Write ``<split>.npz`` (features, labels) per split, then ``features.json`` last.
+
+    ``features.json`` records each file's sha256 and size and each split's images per class.
+    """
+    import numpy as np
+
+    entries: dict[str, dict[str, Any]] = {}
     with tempdirs.temporary("features") as tmp:
         for split, (features, labels) in splits.items():
             local = Path(tmp, f"{split}.npz")
             np.savez(local, features=features, labels=labels)
+            flat = np.asarray(labels).reshape(-1)
+            entries[split] = {
+                "count": int(len(features)),
+                "shape": list(features.shape[1:]),
+                "sha256": _file_sha256(local),
+                "size": local.stat().st_size,
+                "per_class": {
+                    classes[0]: int((flat == 0).sum()),
+                    classes[1]: int((flat == 1).sum()),
+                },
+            }
             storage.upload_file(local, storage.join(folder, f"{split}.npz"))
-    meta = {
-        "key": key,
-        "splits": {
-            name: {"count": int(len(f)), "shape": list(f.shape[1:])}
-            for name, (f, _) in splits.items()
-        },
-        "extract_seconds": round(seconds, 3),
-    }
+    meta = {"key": key, "splits": entries, "extract_seconds": round(seconds, 3)}
     storage.write_text(
         storage.join(folder, FEATURES_FILE), json.dumps(meta, indent=2, sort_keys=True)
     )
@@ -167,8 +253,9 @@ def compute_features(
     stored in every other location.
     """
     found, source = None, ""
+    manifest = records.load_manifest(data)
     for base in locations:
-        found = load_features(key_folder(base, key), key)
+        found = load_features(key_folder(base, key), key, manifest, log)
         if found is not None:
             source = base
             log(f"Reusing cached {settings.backbone} features from {key_folder(base, key)}.")
@@ -176,7 +263,6 @@ def compute_features(
     if found is None:
         extractor = make_extractor()
         found, started = {}, time.monotonic()
-        manifest = records.load_manifest(data)
         splits = tuple(s for s in records.SPLITS if s in manifest.splits)
         with records.local_dataset(data, splits) as (folder, local_manifest):
             for split in splits:
@@ -204,7 +290,7 @@ def compute_features(
         seconds = 0.0
     for base in locations:
         if base != source:
-            save_features(key_folder(base, key), key, found, seconds)
+            save_features(key_folder(base, key), key, found, seconds, manifest.classes)
     return found
 
 

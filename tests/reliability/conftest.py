@@ -59,3 +59,62 @@ def champion_is_valid(location: str) -> dict | None:
     assert evaluation["model_sha256"] == record["model_sha256"], record
     assert Path(record["path"]).name == f"v{record['version']:04d}", record
     return dict(record)
+
+
+# ---------------------------------------------------------------- reliab: disks that misbehave
+
+
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    """Mount a tmpfs at ``folder`` (root only); whether it worked."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+    )
+    return done.returncode == 0
+
+
+def _unmount(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """An empty folder nothing can be written into: a read-only tmpfs (root), else mode 0555."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = _mount_tmpfs(folder, "ro,size=64k")
+    if not mounted:
+        folder.chmod(0o555)
+    try:
+        yield folder
+    finally:
+        if mounted:
+            _unmount(folder)
+        else:
+            folder.chmod(0o755)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A factory: ``full_disk(kib)`` -> a folder on a tmpfs of that size (needs root to mount)."""
+    mounts: list[Path] = []
+
+    def make(kib: int) -> Path:
+        folder = tmp_path / f"disk-{len(mounts)}"
+        folder.mkdir()
+        if not _mount_tmpfs(folder, f"size={kib}k"):
+            pytest.skip("a small disk needs a tmpfs mount, which needs root here")
+        mounts.append(folder)
+        return folder
+
+    try:
+        yield make
+    finally:
+        for folder in mounts:
+            _unmount(folder)
