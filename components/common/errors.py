@@ -165,9 +165,19 @@ def _in_temp(path: str) -> bool:
 
 
 def _where(path: str) -> str:
-    """The path, and TMPDIR when it lies there (its temporary folders mean nothing to a user)."""
+    """The path, and TMPDIR when it lies there (its temporary folders mean nothing to a user).
+
+    A path inside a write still in flight (``.name.tmp-...``, a staging copy) is named by the
+    folder being written instead.
+    """
     if not path:
         return "A file"
+    parts = Path(path).parts
+    staging = next(
+        (i for i, part in enumerate(parts) if part.startswith(".") and ".tmp-" in part), None
+    )
+    if staging:
+        path = str(Path(*parts[:staging]))
     return f"{path} (in TMPDIR {tempfile.gettempdir()})" if _in_temp(path) else path
 
 

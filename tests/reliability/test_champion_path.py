@@ -36,9 +36,10 @@ def _cli(args: list[str]) -> str:
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+    lines = result.stderr.strip().splitlines()  # progress lines may come first
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return lines[-1]
 
 
 def _check_refused(promotable: dict, location: str, path: str) -> None:

@@ -38,9 +38,11 @@ def _one_line_error(args: list[str]) -> str:
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, (result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
+    lines = result.stderr.strip().splitlines()  # progress lines may come first
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert sum(line.startswith("Error: ") for line in lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return lines[-1]
 
 
 # ------------------------------------------------------------------ finding 12: empty locations
