@@ -13,6 +13,9 @@ Everything configurable from the environment is read here, so a reader can see e
 - ``CATSDOGS_CACHE``: where downloaded sources and datasets are cached (default ``~/.cache/catsdogs``).
 - ``CATSDOGS_WEIGHTS_DIR``: ImageNet notop weight files baked into the GPU image at build time
   (under their Keras file names); ``--weights imagenet`` uses them before trying to download.
+- ``CATSDOGS_STORAGE_RETRY_SECONDS`` (default 120), ``CATSDOGS_STORAGE_UNREACHABLE_SECONDS``
+  (default 15): how long gs:// calls retry transient errors, and a storage endpoint that cannot
+  be connected to at all.
 - ``KFP_HOST``, ``KFP_NAMESPACE``, ``KFP_TOKEN``: the Kubeflow Pipelines endpoint, profile namespace
   and bearer token for ``catsdogs submit`` / ``catsdogs schedule`` (options override them).
 """
@@ -77,3 +80,22 @@ def kfp_namespace() -> str | None:
 def kfp_token() -> str | None:
     """``KFP_TOKEN``: a bearer token obtained outside (e.g. ``gcloud auth print-access-token``)."""
     return os.environ.get("KFP_TOKEN") or None
+
+
+# Storage retries (components/common/gcs.py).
+def storage_retry_seconds() -> float:
+    """``CATSDOGS_STORAGE_RETRY_SECONDS``: how long a storage call retries transient errors.
+
+    Default 120, google-cloud-storage's own deadline (``DEFAULT_RETRY``); a storage service that
+    keeps answering 5xx or 429 that long ends in one line.
+    """
+    return float(os.environ.get("CATSDOGS_STORAGE_RETRY_SECONDS") or 120.0)
+
+
+def storage_unreachable_seconds() -> float:
+    """``CATSDOGS_STORAGE_UNREACHABLE_SECONDS``: how long to retry when no connection can be made.
+
+    Default 15: a name that does not resolve, a refused or timed-out connection is retried for
+    that long (a network blip), not for the whole retry deadline.
+    """
+    return float(os.environ.get("CATSDOGS_STORAGE_UNREACHABLE_SECONDS") or 15.0)
