@@ -1,6 +1,6 @@
 """The model folder: the names of the files a trainer writes, and loading the model back.
 
-A model folder (local or gs://), written by train_scratch or train_transfer:
+A model folder (local, gs:// or s3://), written by train_scratch or train_transfer:
 
     model.keras      the Keras model; takes raw RGB pixels (preprocessing inside), written last
     history.json     per-epoch metrics
@@ -63,7 +63,7 @@ def local_model_file(model_dir: str) -> Iterator[Path]:
 
 
 def load_model(model_dir: str) -> Any:
-    """Load ``MODEL_DIR/model.keras`` (local or gs://) for inference, with clear errors."""
+    """Load ``MODEL_DIR/model.keras`` (local, gs:// or s3://) for inference, with clear errors."""
     with local_model_file(model_dir) as path:
         return load_model_file(path, model_dir)
 

@@ -1,6 +1,6 @@
 """The prepared dataset: its typed ``Manifest``, the TFRecord shards, and tf.data over them.
 
-Layout of a prepared dataset folder (local or gs://), written by prepare_dataset:
+Layout of a prepared dataset folder (local, gs:// or s3://), written by prepare_dataset:
 
     train-00000-of-00002.tfrecord ...   tf.train.Example records with the FEATURES below
     val-00000-of-00001.tfrecord ...
@@ -287,7 +287,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def load_manifest(dataset: str | Path) -> Manifest:
-    """Read ``manifest.json`` of a prepared dataset (local or gs://), with a clear error if absent."""
+    """Read ``manifest.json`` of a prepared dataset (local, gs:// or s3://), with a clear error if absent."""
     if not str(dataset).strip():
         raise DatasetError(
             f"The dataset location is empty ({str(dataset)!r}). Point --data at the output folder "
@@ -304,7 +304,7 @@ def load_manifest(dataset: str | Path) -> Manifest:
 
 
 def write_manifest(output: str, manifest: Manifest) -> None:
-    """Write ``manifest.json`` to a local folder or gs:// prefix."""
+    """Write ``manifest.json`` to a local folder, gs:// or s3:// prefix."""
     storage.write_text(storage.join(output, MANIFEST), manifest.to_json())
 
 

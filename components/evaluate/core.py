@@ -1,6 +1,6 @@
 """Score a trained model on the test split of a prepared dataset and write a report.
 
-Outputs, in the evaluation folder (local or gs://):
+Outputs, in the evaluation folder (local, gs:// or s3://):
 
     evaluation.json  accuracy and its Wilson 95% interval (accuracy_ci_low, accuracy_ci_high),
                      loss, precision, recall, f1, roc_auc, confusion matrix, ROC curve,
@@ -168,9 +168,9 @@ def evaluate(
     """Score ``MODEL_DIR`` on the test split of ``DATASET`` and write metrics, figures and report.
 
     Args:
-        model_uri: Model folder (local or gs://) with model.keras.
-        data_uri: Prepared dataset (local or gs://) with manifest.json.
-        output_uri: Evaluation folder (local or gs://) to write into.
+        model_uri: Model folder (local, gs:// or s3://) with model.keras.
+        data_uri: Prepared dataset (local, gs:// or s3://) with manifest.json.
+        output_uri: Evaluation folder (local, gs:// or s3://) to write into.
         config: Scoring settings.
         report_path: Also write report.html here (the KFP HTML artifact's file).
 
@@ -181,7 +181,7 @@ def evaluate(
     if not str(output_uri).strip():
         raise errors.SettingsError(
             f"The output location is empty ({output_uri!r}). Pass --output a folder or "
-            "gs://bucket/prefix to write the evaluation to."
+            "gs:// or s3://bucket/prefix to write the evaluation to."
         )
     storage.check_folder(output_uri, "--output")
     manifest = records.load_manifest(data_uri)

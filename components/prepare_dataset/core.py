@@ -55,7 +55,7 @@ def prepare(
     report_path: str | None = None,
     progress: bool = True,
 ) -> PrepareResult:
-    """Validate, split and write the dataset of ``source`` to ``output`` (local or gs://).
+    """Validate, split and write the dataset of ``source`` to ``output`` (local, gs:// or s3://).
 
     A run that was killed or failed leaves no manifest, so ``output`` is no dataset yet; the next
     run with the same inputs removes what it left (shards, temporary files, its TMPDIR folders).

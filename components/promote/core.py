@@ -104,7 +104,7 @@ def promote(
         model_uri: Model folder with model.keras.
         evaluation_uri: Evaluation folder of that model (evaluation.json from ``evaluate``).
         data_uri: The prepared dataset the evaluation was measured on.
-        champion_uri: Champion location (local folder or gs:// prefix).
+        champion_uri: Champion location (local folder, gs:// or s3:// prefix).
         config: Margin, metric and retries.
 
     Raises:

@@ -1,7 +1,7 @@
 """What a network sees: activation grids, enlarged channels, Grad-CAM and training curves.
 
 For each image (given files, or a few from the test split of a prepared dataset), the output
-folder (local or gs://) gets:
+folder (local, gs:// or s3://) gets:
 
     <NN>-<image>/input.png                     the image as the model sees it
     <NN>-<image>/gradcam.png                   Grad-CAM of the predicted class over the image
@@ -213,9 +213,9 @@ def render(
     """Render activations, chosen channels, Grad-CAM and curves for a few images.
 
     Args:
-        model_uri: Model folder (local or gs://) with model.keras (and history.json).
-        output_uri: Folder (local or gs://) to write the PNGs and index.html into.
-        image_uris: Image files (local or gs://); default: a few test images of ``data_uri``.
+        model_uri: Model folder (local, gs:// or s3://) with model.keras (and history.json).
+        output_uri: Folder (local, gs:// or s3://) to write the PNGs and index.html into.
+        image_uris: Image files (local, gs:// or s3://); default: a few test images of ``data_uri``.
             An unreadable one is left out and listed in ``RenderResult.failed``.
         data_uri: Prepared dataset, used when ``image_uris`` is empty (and for class names).
         config: Layer, channels, how many images.

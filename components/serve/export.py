@@ -1,6 +1,6 @@
 """Export a model folder (or the champion) as a TensorFlow SavedModel that TF Serving and KServe load.
 
-Layout written under SERVING_URI (local folder or gs:// prefix), the TF Serving / KServe one:
+Layout written under SERVING_URI (local folder, gs:// or s3:// prefix), the TF Serving / KServe one:
 
     SERVING_URI/<N>/saved_model.pb        the graph with both signatures (see ``signatures``)
     SERVING_URI/<N>/variables/            the weights
@@ -206,7 +206,7 @@ def export(
 
     Args:
         source: A model folder, a champion location or a champion ``versions/vNNNN/`` folder.
-        serving_uri: Where the numbered version folders live (local or gs://).
+        serving_uri: Where the numbered version folders live (local, gs:// or s3://).
         version: The version number; default: the champion's, else see the module docstring.
         check_files: Image files or folders checked against ``catsdogs predict`` on top of the
             built-in check images.

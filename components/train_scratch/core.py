@@ -196,8 +196,8 @@ def train_scratch(
     Rerunning the same command resumes after the last completed epoch (see ``run_training``).
 
     Args:
-        data: Prepared dataset folder or gs:// prefix (output of prepare_dataset).
-        output: Output folder or gs:// prefix; must be new, empty, or hold this same run.
+        data: Prepared dataset folder or gs:// / s3:// prefix (output of prepare_dataset).
+        output: Output folder or gs:// / s3:// prefix; must be new, empty, or hold this same run.
         settings: Training settings (default: ``ScratchSettings()``, the seed's).
         log: Where progress lines go (default: stdout).
     """

@@ -324,8 +324,8 @@ def train_transfer(
     ``features`` mode a rerun with another head reuses the features instead of running the backbone.
 
     Args:
-        data: Prepared dataset folder or gs:// prefix (output of prepare_dataset).
-        output: Output folder or gs:// prefix; must be new, empty, or hold this same run.
+        data: Prepared dataset folder or gs:// / s3:// prefix (output of prepare_dataset).
+        output: Output folder or gs:// / s3:// prefix; must be new, empty, or hold this same run.
         settings: The settings (default: ``TransferSettings()``).
         features: Folder or gs:// prefix for the features artifact (``features`` mode): features
             found there for the same backbone, weights, size and data are reused, else computed

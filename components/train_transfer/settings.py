@@ -44,7 +44,7 @@ class TransferSettings(TrainingSettings):
         unfreeze_from: Name prefix of the first backbone layer to unfreeze; ``""`` picks the
             backbone's last block (VGG16 ``block5``, MobileNetV2 ``block_16``, ResNet50
             ``conv5_block3``); required for other backbones.
-        start_from: ``fine-tune`` only: a MODEL_DIR (local or gs://) of a finished ``features``
+        start_from: ``fine-tune`` only: a MODEL_DIR (local, gs:// or s3://) of a finished ``features``
             or ``frozen`` run of the same backbone, image size and pooling; fine-tuning starts
             from its trained head instead of running the frozen phase again. ``""``: train the
             frozen phase first.

@@ -159,7 +159,7 @@ def fit_resumable(
         train: Training tf.data.Dataset (batched).
         val: Validation tf.data.Dataset (batched).
         settings: Epochs and early-stopping patience are used here.
-        checkpoint: Checkpoint folder (local or gs://).
+        checkpoint: Checkpoint folder (local, gs:// or s3://).
         identity: The run identity (``run_identity``); a checkpoint of another run is an error.
         log: Where per-epoch progress lines go.
         images_per_epoch: Training images in one epoch, for the progress within each epoch.

@@ -8,7 +8,7 @@ deletion. The trainer supplies one
 ``fit(context) -> Trained`` that builds its model(s), trains them with ``context.fit`` (resumable,
 a checkpoint every epoch) and returns the model to save.
 
-Output folder (local or gs://), the MODEL_DIR contract (``common.model_dir``):
+Output folder (local, gs:// or s3://), the MODEL_DIR contract (``common.model_dir``):
 
     run.json        written first (create-only): the settings and data identity of the run
     history.json    {"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...]}
@@ -255,8 +255,8 @@ def run_training(
 
     Args:
         kind: Trainer name recorded in run.json (``train_scratch``, ``train_transfer``...).
-        data: Prepared dataset folder or gs:// prefix (needs ``train`` and ``val`` splits).
-        output: Output folder or gs:// prefix.
+        data: Prepared dataset folder or gs:// / s3:// prefix (needs ``train`` and ``val`` splits).
+        output: Output folder or gs:// / s3:// prefix.
         settings: The trainer's settings.
         fit: The trainer's training (called after the device set-up, inside the strategy's
             scope, so the dtype policy and the replicas apply to the models and datasets it

@@ -66,7 +66,7 @@ class TrainingSettings:
         mixed_precision: ``"auto"`` (mixed_float16 only when a GPU is present), ``"on"``
             (mixed_float16), ``"off"`` or ``"bf16"`` (mixed_bfloat16, for CPUs with bf16 units).
         xla: Compile the training step with XLA (``jit_compile``).
-        checkpoint_dir: Where per-epoch checkpoints go (local or gs://); ``""`` means
+        checkpoint_dir: Where per-epoch checkpoints go (local, gs:// or s3://); ``""`` means
             ``<output>/.checkpoint``. Use a stable location on preemptible nodes.
         require_gpu: Fail at once when TensorFlow sees no GPU.
     """
