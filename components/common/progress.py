@@ -76,7 +76,8 @@ class Progress:
             self._bar.update(count)
             return
         now = time.monotonic()
-        if now - self._last_line >= self.interval:
+        finished = self.total is not None and self.done >= self.total  # the ending says it
+        if now - self._last_line >= self.interval and not finished:
             self._last_line = now
             self._write(self.line())
 
