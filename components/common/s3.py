@@ -37,10 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import config, s3_client
+from catsdogs.components.common import s3_client
 from catsdogs.components.common.errors import (
     AlreadyExistsError,
-    CredentialsError,
     PreconditionFailedError,
 )
 from catsdogs.components.common.gcs import ObjectInfo
@@ -67,27 +66,8 @@ def check_bucket(uri: str) -> None:
         StorageError: The bucket does not exist, or access to it is denied.
     """
     bucket, _ = split_s3(uri)
-    if endpoint := config.s3_endpoint():
-        _check_endpoint(uri, endpoint)
     with s3_client.errors(uri, "reach"):
         client().head_bucket(Bucket=bucket)  # 404 -> "bucket does not exist", 403 -> denied
-
-
-def _check_endpoint(uri: str, endpoint: str) -> None:
-    """Refuse at once an endpoint that does not accept connections (else: minutes of retries)."""
-    import socket
-    import urllib.parse
-
-    url = urllib.parse.urlsplit(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname or "", port), 3.0).close()
-    except OSError as error:
-        raise CredentialsError(
-            f"Could not reach {uri}: nothing answers at AWS_ENDPOINT_URL={endpoint} "
-            f"({error.strerror or error}). Start the S3 server (MinIO) or fix the endpoint "
-            "(in-cluster MinIO on Kubeflow: http://minio-service.kubeflow:9000)."
-        ) from error
 
 
 # ---------------------------------------------------------------- single objects

@@ -54,11 +54,18 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 @functools.cache
 def client() -> Any:
-    """The process's boto3 S3 client (created on first use; boto3 clients are thread-safe)."""
+    """The process's boto3 S3 client (created on first use; boto3 clients are thread-safe).
+
+    Raises:
+        CredentialsError: ``AWS_ENDPOINT_URL`` names an endpoint that accepts no connection (else
+            botocore would retry the refused connections for minutes).
+    """
     import boto3
     from botocore.config import Config
 
     endpoint = config.s3_endpoint()
+    if endpoint:
+        _check_endpoint(endpoint)
     options: dict[str, Any] = {
         "max_pool_connections": 2 * TRANSFER_WORKERS,
         "connect_timeout": 10,
@@ -69,6 +76,23 @@ def client() -> Any:
     if endpoint:  # MinIO & co.: bucket.host names do not resolve, the bucket goes in the path
         options["s3"] = {"addressing_style": "path"}
     return boto3.session.Session().client("s3", endpoint_url=endpoint, config=Config(**options))
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """Refuse at once an endpoint that does not accept connections."""
+    import socket
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), 3.0).close()
+    except OSError as error:
+        raise CredentialsError(
+            f"nothing answers at AWS_ENDPOINT_URL={endpoint} ({error.strerror or error}). Start "
+            "the S3 server (MinIO) or fix the endpoint (in-cluster MinIO on Kubeflow: "
+            "http://minio-service.kubeflow:9000)."
+        ) from error
 
 
 def reset_client() -> None:
@@ -93,6 +117,10 @@ def errors(uri: str, action: str) -> Iterator[None]:
 
     try:
         yield
+    except CredentialsError as error:
+        if uri in str(error):
+            raise
+        raise CredentialsError(f"Could not {action} {uri}: {error}") from error.__cause__
     except bexc.ClientError as error:
         found = code(error)
         if found in _CONFLICT:

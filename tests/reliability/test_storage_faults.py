@@ -129,3 +129,32 @@ def test_an_s3_store_that_keeps_failing_is_one_clear_error(
                 storage.read_bytes(f"{s3_bucket}/x.txt")
         assert sum(proxy.counts.values()) == 2, proxy.counts  # the retry really happened
         assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.s3
+def test_an_s3_endpoint_that_accepts_no_connection_fails_at_once_in_every_call(
+    s3_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import time
+
+    from catsdogs.components.common import errors, s3
+
+    with socket.socket() as sock:  # a port nothing listens on: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", dead)
+    s3.reset_client()
+    try:
+        started = time.monotonic()
+        with pytest.raises(
+            errors.CredentialsError, match="s3://b/after: nothing answers"
+        ) as caught:
+            storage.write_text("s3://b/after", "lost?")
+        assert f"AWS_ENDPOINT_URL={dead}" in str(caught.value)
+        with pytest.raises(errors.CredentialsError, match="s3://b/prefix: nothing answers"):
+            storage.list_files("s3://b/prefix")
+        assert time.monotonic() - started < 15  # not botocore's minutes of retries
+    finally:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+        s3.reset_client()
