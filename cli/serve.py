@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -106,7 +107,19 @@ def deploy(
     host: Annotated[
         str, typer.Option(help="Kubernetes API URL; default: in-cluster config, else kubeconfig.")
     ] = "",
-    token: Annotated[str, typer.Option(help="Bearer token for --host.")] = "",
+    token: Annotated[
+        str,
+        typer.Option(
+            help="Bearer token for --host (visible in `ps`: prefer --token-file or "
+            "CATSDOGS_KUBE_TOKEN)."
+        ),
+    ] = "",
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the bearer token for --host (default: CATSDOGS_KUBE_TOKEN)."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the manifest; change nothing.")] = False,
 ) -> None:
     """Create or update the KServe InferenceService serving SERVING_URI (server-side apply).
@@ -135,7 +148,8 @@ def deploy(
     if dry_run:
         typer.echo(yaml.safe_dump(body, sort_keys=False), nl=False)
         return
-    result = deployer.apply(body, deployer.api_client(host or None, token or None))
+    bearer = _kube_token(token, token_file)
+    result = deployer.apply(body, deployer.api_client(host or None, bearer))
     metadata = result.get("metadata", {})
     typer.echo(
         json.dumps(
@@ -146,3 +160,29 @@ def deploy(
             }
         )
     )
+
+
+def _kube_token(token: str, token_file: Path | None) -> str | None:
+    """The bearer token: --token, else --token-file, else ``CATSDOGS_KUBE_TOKEN``; masked in output.
+
+    Raises:
+        SettingsError: More than one was given, or the file cannot be read or is empty.
+    """
+    from catsdogs.components.common import config, redaction
+    from catsdogs.components.common.errors import SettingsError
+
+    if token and token_file is not None:
+        raise SettingsError("--token and --token-file both name a token; give one of them.")
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as error:
+            raise SettingsError(
+                f"--token-file {token_file} cannot be read ({error.strerror or error}); point it "
+                "at a file that holds the bearer token."
+            ) from error
+        if not token:
+            raise SettingsError(f"--token-file {token_file} is empty; it must hold the token.")
+    token = token or config.kube_token() or ""
+    redaction.register(token)
+    return token or None

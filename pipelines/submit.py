@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from catsdogs.components.common import redaction
 from catsdogs.components.common.errors import CatsdogsError, SettingsError, SourceError
 from catsdogs.pipelines.pipeline import PIPELINE_NAME
 
@@ -352,13 +353,27 @@ def experiment_id(session: Session, target: Target) -> str:
 
 
 def check_cluster_arguments(arguments: dict[str, Any]) -> None:
-    """Refuse paths of this machine in a cluster run: the pods cannot see them, or lose them.
+    """Refuse paths of this machine in a cluster run, and URLs that carry credentials.
+
+    The pods cannot see this machine's paths, or lose what they write there. A parameter holding
+    credentials (``user:password@``, a signed URL's signature, a token) would be stored by KFP as
+    a plain run parameter and logged by every step's launcher: it is refused, never sent.
 
     Raises:
         SourceError: The source is a local path.
-        SettingsError: The champion, checkpoint root, serving URI or weights file is a local path.
+        SettingsError: The champion, checkpoint root, serving URI or weights file is a local path,
+            or a parameter carries credentials.
     """
     source = str(arguments.get("source", ""))
+    for name, value in arguments.items():
+        if isinstance(value, str) and redaction.has_secret(value):
+            raise SettingsError(
+                f"{name} {redaction.redact(value)} carries credentials (user:password@, a "
+                "signature or a token): a cluster run's parameters are stored by Kubeflow "
+                "Pipelines and logged by every step in clear, and a signed URL expires before a "
+                "scheduled run uses it. Copy the data to a bucket and pass its gs:// or s3:// "
+                "URI (the pods read it with their own credentials), or a URL that needs none."
+            )
     if not source.startswith((*CLUSTER_STORAGE_SCHEMES, "https://", "http://")):
         raise SourceError(
             f"source {source!r} is not reachable from the cluster: expected a gs:// or s3:// "

@@ -16,6 +16,8 @@ Everything configurable from the environment is read here, so a reader can see e
 - ``CATSDOGS_STORAGE_RETRY_SECONDS`` (default 120), ``CATSDOGS_STORAGE_UNREACHABLE_SECONDS``
   (default 15): how long gs:// calls retry transient errors, and a storage endpoint that cannot
   be connected to at all.
+- ``CATSDOGS_KUBE_TOKEN``: the bearer token of ``catsdogs deploy --host`` (instead of ``--token``,
+  which other users can read in ``ps``).
 - ``KFP_HOST``, ``KFP_NAMESPACE``, ``KFP_TOKEN``: the Kubeflow Pipelines endpoint, profile namespace
   and bearer token for ``catsdogs submit`` / ``catsdogs schedule`` (options override them).
 """
@@ -79,7 +81,20 @@ def kfp_namespace() -> str | None:
 
 def kfp_token() -> str | None:
     """``KFP_TOKEN``: a bearer token obtained outside (e.g. ``gcloud auth print-access-token``)."""
-    return os.environ.get("KFP_TOKEN") or None
+    return _secret(os.environ.get("KFP_TOKEN") or None)
+
+
+def kube_token() -> str | None:
+    """``CATSDOGS_KUBE_TOKEN``: the bearer token ``catsdogs deploy --host`` sends (not in argv)."""
+    return _secret(os.environ.get("CATSDOGS_KUBE_TOKEN") or None)
+
+
+def _secret(value: str | None) -> str | None:
+    """A secret read from the environment, registered so every message masks it."""
+    from catsdogs.components.common import redaction
+
+    redaction.register(value)
+    return value
 
 
 # Storage retries (components/common/gcs.py).
