@@ -111,12 +111,21 @@ WEIGHTS_DIR ?=
 CA_BUNDLE ?=
 comma := ,
 
-images: ## Build and push the GPU image (REGISTRY=, TAG=, ENGINE=docker|podman, WEIGHTS_DIR= when offline)
+# The pushed image's digest is recorded in IMAGE_REF as registry/name:tag@sha256:...: compile,
+# submit-pipeline and schedule use it (a cluster run refuses a bare tag unless ALLOW_TAG=1).
+IMAGE_REF ?= build/image.ref
+
+images: ## Build and push the GPU image, record its digest in build/image.ref (REGISTRY=, TAG=, ENGINE=docker|podman, WEIGHTS_DIR= when offline)
 	@case "$(TAG)" in ""|latest) echo "Error: TAG='$(TAG)'; use a version tag, never latest (e.g. TAG=0.1.0)."; exit 2;; esac
 	images/stage-context.sh build/image-context $(WEIGHTS_DIR)
 	$(ENGINE) build -f build/image-context/images/Dockerfile -t $(IMAGE) $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) build/image-context
-	$(ENGINE) push $(IMAGE)
-	@echo "Pushed $(IMAGE). Compile and run against it with: export CATSDOGS_IMAGE=$(IMAGE)"
+	mkdir -p $(dir $(IMAGE_REF)) && rm -f $(IMAGE_REF) build/image.digest
+	if [ "$(notdir $(ENGINE))" = podman ]; then $(ENGINE) push --digestfile build/image.digest $(IMAGE); \
+	else $(ENGINE) push $(IMAGE) && $(ENGINE) inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' $(IMAGE) \
+		| grep -m1 '^$(REGISTRY)/$(IMAGE_NAME)@' | sed 's/.*@//' > build/image.digest; fi
+	@grep -Eq '^sha256:[0-9a-f]{64}$$' build/image.digest || { echo "Error: no digest for $(IMAGE) after the push (build/image.digest: '$$(cat build/image.digest)')."; exit 1; }
+	echo "$(IMAGE)@$$(cat build/image.digest)" > $(IMAGE_REF)
+	@echo "Pushed $$(cat $(IMAGE_REF)) (recorded in $(IMAGE_REF)); make compile/submit-pipeline/schedule use it, or: export CATSDOGS_IMAGE=$$(cat $(IMAGE_REF))"
 
 image-test: ## Build images/Dockerfile with podman here (local base, CPU TensorFlow); run the CLI and the whole pipeline in it
 	SHARED=$(abspath $(SHARED)) images/image-test.sh all
@@ -149,6 +158,16 @@ NODE_SELECTOR ?=
 TOLERATION ?=
 # Argo counts a task's retry window from its first attempt: 24 h outlasts a pre-empted training run.
 BACKOFF_MAX_DURATION ?= 86400s
+# Each task's own disk (TMPDIR, CATSDOGS_CACHE); Argo keeps a finished run's workflow a week; a run
+# is stopped after 48 h (longer than the retry window); an exit handler says how to retry it.
+SCRATCH_STORAGE ?= 4Gi
+WORKFLOW_TTL ?= 604800
+ACTIVE_DEADLINE ?= 172800
+RETRY_NOTE ?= 1
+# The image of a cluster run: CATSDOGS_IMAGE, else what `make images` recorded (by digest).
+ALLOW_TAG ?=
+ALLOW_TAG_ARG = $(if $(ALLOW_TAG),--allow-tag)
+CLUSTER_IMAGE = $(if $(CATSDOGS_IMAGE),,$(if $(wildcard $(IMAGE_REF)),CATSDOGS_IMAGE="$$(cat $(IMAGE_REF))"))
 EXPERIMENT ?= catsdogs
 CRON ?= 0 3 * * 1
 # Where the run's artifacts go (gs://, s3:// or minio://; empty: the server's default root) and the
@@ -176,19 +195,25 @@ run: ## The main job: the pipeline locally (kfp.local), 1000/500/500 photos per 
 run-smoke: ## The same graph on 80 photos in about a minute (wiring check, not a result; = make run SMOKE=1)
 	$(MAKE) --no-print-directory run SMOKE=1
 
-compile: ## Compile the pipeline for a cluster (ACCELERATOR_TYPE=nvidia.com/gpu, NODE_SELECTOR=cloud.google.com/gke-accelerator=nvidia-l4, TOLERATION=, BACKOFF_MAX_DURATION=)
-	$(BIN)/catsdogs compile --output $(PIPELINE_FILE) --accelerator-type "$(ACCELERATOR_TYPE)" \
+compile: ## Compile the pipeline for a cluster, image by digest from build/image.ref (ACCELERATOR_TYPE=nvidia.com/gpu, NODE_SELECTOR=cloud.google.com/gke-accelerator=nvidia-l4, TOLERATION=, BACKOFF_MAX_DURATION=, SCRATCH_STORAGE=4Gi, WORKFLOW_TTL=, ACTIVE_DEADLINE=, RETRY_NOTE=, ALLOW_TAG=1)
+	$(CLUSTER_IMAGE) $(BIN)/catsdogs compile --output $(PIPELINE_FILE) --accelerator-type "$(ACCELERATOR_TYPE)" \
 		--accelerator-count $(ACCELERATOR_COUNT) $(if $(NODE_SELECTOR),--node-selector "$(NODE_SELECTOR)") \
-		$(if $(TOLERATION),--toleration "$(TOLERATION)") --backoff-max-duration "$(BACKOFF_MAX_DURATION)"
+		$(if $(TOLERATION),--toleration "$(TOLERATION)") --backoff-max-duration "$(BACKOFF_MAX_DURATION)" \
+		--scratch-storage "$(SCRATCH_STORAGE)" --workflow-ttl $(WORKFLOW_TTL) --active-deadline $(ACTIVE_DEADLINE) \
+		$(if $(RETRY_NOTE),,--no-retry-note) $(ALLOW_TAG_ARG)
 
 submit-pipeline: compile ## Upload the pipeline (new version if it exists) and start a run (SOURCE=gs://..., KFP_HOST=, PIPELINE_ROOT=, SERVICE_ACCOUNT=)
-	$(BIN)/catsdogs submit --source "$(SOURCE)" $(CLUSTER_ARGS) $(CLUSTER_PARAMS)
+	$(CLUSTER_IMAGE) $(BIN)/catsdogs submit --source "$(SOURCE)" $(CLUSTER_ARGS) $(CLUSTER_PARAMS) $(ALLOW_TAG_ARG)
 
 schedule: compile ## Create or replace the recurring run of that name (CRON='0 3 * * 1', SOURCE=gs://..., KFP_HOST=, PIPELINE_ROOT=, SERVICE_ACCOUNT=)
-	$(BIN)/catsdogs schedule create --source "$(SOURCE)" --cron "$(CRON)" $(CLUSTER_ARGS) $(CLUSTER_PARAMS)
+	$(CLUSTER_IMAGE) $(BIN)/catsdogs schedule create --source "$(SOURCE)" --cron "$(CRON)" $(CLUSTER_ARGS) \
+		$(CLUSTER_PARAMS) $(if $(RETRY_NOTE),,--no-retry-note) $(ALLOW_TAG_ARG)
+
+# The golden file shows a cluster compile: the image by digest (an example digest; the test ignores it).
+GOLDEN_IMAGE = $(IMAGE_DEFAULT)@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 
 golden: ## Regenerate tests/golden/pipeline.yaml after an intended pipeline change (review the diff)
-	$(BIN)/catsdogs compile --output tests/golden/pipeline.yaml
+	CATSDOGS_IMAGE=$(GOLDEN_IMAGE) $(BIN)/catsdogs compile --output tests/golden/pipeline.yaml
 
 clean: ## Remove build and run outputs
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache $(OUT)

@@ -19,7 +19,7 @@ import traceback
 from typing import Annotated, Any, NoReturn
 
 import typer
-from catsdogs.cli import data, evaluate, pipeline, serve, train
+from catsdogs.cli import data, evaluate, package, pipeline, runs, serve, train
 from catsdogs.components.common import quiet
 from catsdogs.components.common.errors import CatsdogsError, SettingsError, describe_os_error
 from catsdogs.components.common.redaction import redact
@@ -117,10 +117,20 @@ def _root(
     """Dogs-vs-Cats on Kubeflow: prepare data, train, evaluate, render, and run the pipeline."""
 
 
-for area in (data, train, evaluate, serve, pipeline):
+for area in (data, train, evaluate, serve, package, pipeline):
     app.add_typer(area.app)
 app.add_typer(pipeline.schedule_app, name="schedule")
-for _typer in (data.app, train.app, evaluate.app, serve.app, pipeline.app, pipeline.schedule_app):
+app.add_typer(runs.app, name="runs")
+for _typer in (
+    data.app,
+    train.app,
+    evaluate.app,
+    serve.app,
+    package.app,
+    pipeline.app,
+    pipeline.schedule_app,
+    runs.app,
+):
     for _info in _typer.registered_commands:
         if _info.cls in (None, TyperCommand):
             _info.cls = _Command

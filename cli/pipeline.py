@@ -1,26 +1,23 @@
-"""``catsdogs compile``, ``run``, ``submit`` and ``schedule``: the pipeline, locally or on a cluster.
+"""``catsdogs run``, ``submit`` and ``schedule``: the pipeline, locally or on a cluster.
 
 The pipeline parameters' defaults come from :class:`~catsdogs.pipelines.local_run.RunParameters`
-(which reads them from the components' settings), the compile options' from
-:class:`~catsdogs.pipelines.options.PipelineOptions`.
+(which reads them from the components' settings); ``compile`` and the package a cluster command
+sends are in ``cli/package.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from catsdogs.cli.package import AllowTagOption, PackageOption, RetryNoteOption, cluster_package
 from catsdogs.cli.train import Architecture, Augmentation, TransferMode
 from catsdogs.components.common import storage
-from catsdogs.components.common.errors import OutputConflictError, SettingsError
 from catsdogs.pipelines import schedule
 from catsdogs.pipelines.local_run import RUNNERS, RunParameters
-from catsdogs.pipelines.options import PipelineOptions
 from catsdogs.pipelines.pipeline import TRAINERS
 from catsdogs.pipelines.submit import Target
 
@@ -28,8 +25,9 @@ app = typer.Typer()
 schedule_app = typer.Typer(help="Recurring runs (scheduled retraining): create, list, delete.")
 
 _RUN: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(RunParameters)}
-_TARGET: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(Target)}
-_OPTIONS = PipelineOptions()
+TARGET_DEFAULTS: dict[str, Any] = {
+    field.name: field.default for field in dataclasses.fields(Target)
+}
 
 Trainers = enum.StrEnum("Trainers", [(name, name) for name in TRAINERS])  # type: ignore[misc]
 Trainers.__doc__ = "Which trainers a pipeline run uses."
@@ -69,27 +67,14 @@ _Margin = Annotated[float, typer.Option(help="Accuracy a challenger must beat th
 _Checkpoints = Annotated[
     str, typer.Option(help="gs:// / s3:// prefix for per-epoch checkpoints: a retry resumes.")
 ]
-# Compile-time options.
-_S3Endpoint = Annotated[str, typer.Option(help="AWS_ENDPOINT_URL of every step (s3://, MinIO).")]
-_S3Secret = Annotated[str, typer.Option(help="Secret with accesskey, secretkey for s3:// steps.")]
-_AcceleratorType = Annotated[str, typer.Option(help="Accelerator each GPU task requests.")]
-_AcceleratorCount = Annotated[int, typer.Option(help="Accelerators per GPU task.")]
-_NodeSelector = Annotated[
-    list[str] | None, typer.Option(help="label=value for GPU tasks' node selector (repeatable).")
-]
-_Toleration = Annotated[
-    list[str] | None, typer.Option(help="key[=value][:effect] toleration for GPU tasks (repeat).")
-]
-_Retries = Annotated[int, typer.Option(help="Retries of a GPU task (spot preemption).")]
-_BackoffMax = Annotated[
-    str, typer.Option(help="Retry window from a GPU task's first attempt (Argo), e.g. 86400s.")
-]
 # Cluster connection (credentials only from the environment: KFP_TOKEN, KF_PIPELINES_*).
-_Host = Annotated[str | None, typer.Option(help="KFP endpoint; default KFP_HOST or in-cluster.")]
-_Namespace = Annotated[
+HostOption = Annotated[
+    str | None, typer.Option(help="KFP endpoint; default KFP_HOST or in-cluster.")
+]
+NamespaceOption = Annotated[
     str | None, typer.Option(help="Your profile namespace (multi-user KFP); default KFP_NAMESPACE.")
 ]
-_KfpNamespace = Annotated[
+KfpNamespaceOption = Annotated[
     str, typer.Option(help="Namespace Kubeflow Pipelines itself runs in (in-cluster host).")
 ]
 _PipelineRoot = Annotated[
@@ -112,10 +97,6 @@ _CONNECTION = (
     "pipeline_root",
     "service_account",
 )
-_Package = Annotated[
-    Path | None,
-    typer.Option(help="A compiled pipeline YAML; default: compile now with default options."),
-]
 
 
 def _run_parameters(**values: Any) -> RunParameters:
@@ -124,73 +105,6 @@ def _run_parameters(**values: Any) -> RunParameters:
     values["scratch_architecture"] = Architecture(values["scratch_architecture"]).value
     values["scratch_augmentation"] = Augmentation(values["scratch_augmentation"]).value
     return RunParameters(**values)
-
-
-@contextlib.contextmanager
-def _package(package: Path | None) -> Iterator[Path]:
-    """The given compiled YAML, or a freshly compiled one in a temporary folder."""
-    import tempfile
-
-    if package is not None:
-        if not package.is_file():
-            raise SettingsError(
-                f"--package {package} does not exist; run `catsdogs compile --output FILE` first."
-            )
-        yield package
-        return
-    from catsdogs.pipelines.compile import compile_pipeline
-
-    with tempfile.TemporaryDirectory() as folder:
-        yield compile_pipeline(Path(folder) / "catsdogs.yaml")
-
-
-def _check_output_file(output: Path) -> None:
-    """Refuse a ``compile --output`` that is a folder or lies below a file, saying what to give."""
-    if output.is_dir():
-        raise OutputConflictError(
-            f"--output {output} is a folder; give the YAML file to write, e.g. "
-            f"--output {output / 'catsdogs.yaml'}."
-        )
-    existing = next((parent for parent in output.parents if parent.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise OutputConflictError(
-            f"--output {output} lies below {existing}, which is a file; choose another path."
-        )
-
-
-@app.command("compile")
-def compile_command(
-    output: Annotated[Path, typer.Option(help="Where to write the compiled pipeline YAML.")],
-    accelerator_type: _AcceleratorType = _OPTIONS.accelerator_type,
-    accelerator_count: _AcceleratorCount = _OPTIONS.accelerator_count,
-    node_selector: _NodeSelector = None,
-    toleration: _Toleration = None,
-    retries: _Retries = _OPTIONS.retries,
-    backoff_max_duration: _BackoffMax = _OPTIONS.backoff_max_duration,
-    serving_gpus: Annotated[
-        int, typer.Option(help="GPUs per replica of the deployed InferenceService (0: CPU).")
-    ] = _OPTIONS.serving_gpus,
-    s3_endpoint: _S3Endpoint = _OPTIONS.s3_endpoint,
-    s3_secret: _S3Secret = _OPTIONS.s3_secret,
-) -> None:
-    """Compile the pipeline for a cluster (GPU requests, retries; image must be pinned)."""
-    from catsdogs.pipelines.compile import compile_pipeline
-    from catsdogs.pipelines.options import Toleration, parse_node_selector
-
-    options = PipelineOptions(
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
-        node_selector=parse_node_selector(node_selector or []),
-        tolerations=tuple(Toleration.parse(item) for item in toleration or []),
-        retries=retries,
-        backoff_max_duration=backoff_max_duration,
-        serving_gpus=serving_gpus,
-        s3_endpoint=s3_endpoint,
-        s3_secret=s3_secret,
-    )
-    _check_output_file(output)
-    path = compile_pipeline(output, options)
-    typer.echo(f"Compiled pipeline: {path}")
 
 
 @app.command("run")
@@ -268,15 +182,16 @@ def submit_command(
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
     serving_uri: _Serving = _RUN["serving_uri"],
     service_name: _ServiceName = _RUN["service_name"],
-    package: _Package = None,
-    host: _Host = None,
-    namespace: _Namespace = None,
-    kfp_namespace: _KfpNamespace = _TARGET["kfp_namespace"],
-    experiment: _Experiment = _TARGET["experiment"],
-    pipeline_name: _PipelineName = _TARGET["pipeline_name"],
+    package: PackageOption = None,
+    host: HostOption = None,
+    namespace: NamespaceOption = None,
+    kfp_namespace: KfpNamespaceOption = TARGET_DEFAULTS["kfp_namespace"],
+    experiment: _Experiment = TARGET_DEFAULTS["experiment"],
+    pipeline_name: _PipelineName = TARGET_DEFAULTS["pipeline_name"],
     pipeline_root: _PipelineRoot = None,
     service_account: _ServiceAccount = None,
     run_name: Annotated[str | None, typer.Option(help="Run display name.")] = None,
+    allow_tag: AllowTagOption = False,
 ) -> None:
     """Upload the pipeline (a new version if it exists), start a run, print its URL."""
     values = dict(locals())
@@ -284,10 +199,11 @@ def submit_command(
 
     connection = {k: values.pop(k) for k in _CONNECTION}
     package, run_name = values.pop("package"), values.pop("run_name")
+    allow_tag = values.pop("allow_tag")
     target = Target.from_environment(**connection)
     parameters = _run_parameters(**values)
     check_cluster_arguments(parameters.arguments())  # before compiling or any request
-    with _package(package) as path:
+    with cluster_package(package, allow_tag) as path:
         result = submit(path, target, parameters.arguments(), run_name=run_name)
     if result.server.warning:
         typer.echo(result.server.warning, err=True)
@@ -324,26 +240,30 @@ def schedule_create_command(
     checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
     serving_uri: _Serving = _RUN["serving_uri"],
     service_name: _ServiceName = _RUN["service_name"],
-    package: _Package = None,
-    host: _Host = None,
-    namespace: _Namespace = None,
-    kfp_namespace: _KfpNamespace = _TARGET["kfp_namespace"],
-    experiment: _Experiment = _TARGET["experiment"],
-    pipeline_name: _PipelineName = _TARGET["pipeline_name"],
+    package: PackageOption = None,
+    host: HostOption = None,
+    namespace: NamespaceOption = None,
+    kfp_namespace: KfpNamespaceOption = TARGET_DEFAULTS["kfp_namespace"],
+    experiment: _Experiment = TARGET_DEFAULTS["experiment"],
+    pipeline_name: _PipelineName = TARGET_DEFAULTS["pipeline_name"],
     pipeline_root: _PipelineRoot = None,
     service_account: _ServiceAccount = None,
+    retry_note: RetryNoteOption = True,
+    allow_tag: AllowTagOption = False,
 ) -> None:
     """Create a recurring run of the pipeline, replacing one of the same name (new version first)."""
     values = dict(locals())
     from catsdogs.pipelines.submit import check_cluster_arguments
 
     connection = {k: values.pop(k) for k in _CONNECTION}
-    settings = {k: values.pop(k) for k in ("cron", "name", "max_concurrency", "catchup", "package")}
+    names = ("cron", "name", "max_concurrency", "catchup", "package", "retry_note", "allow_tag")
+    settings = {k: values.pop(k) for k in names}
     kfp_cron = schedule.to_kfp_cron(settings["cron"])
     target = Target.from_environment(**connection)
     parameters = _run_parameters(**values)
     check_cluster_arguments(parameters.arguments())  # before compiling or any request
-    with _package(settings["package"]) as path:
+    package = cluster_package(settings["package"], settings["allow_tag"], settings["retry_note"])
+    with package as path:
         created = schedule.create(
             path,
             target,
@@ -365,9 +285,9 @@ def schedule_create_command(
 
 @schedule_app.command("list")
 def schedule_list_command(
-    host: _Host = None,
-    namespace: _Namespace = None,
-    kfp_namespace: _KfpNamespace = _TARGET["kfp_namespace"],
+    host: HostOption = None,
+    namespace: NamespaceOption = None,
+    kfp_namespace: KfpNamespaceOption = TARGET_DEFAULTS["kfp_namespace"],
 ) -> None:
     """List the recurring runs."""
     from catsdogs.pipelines.submit import open_session
@@ -386,9 +306,9 @@ def schedule_list_command(
 @schedule_app.command("delete")
 def schedule_delete_command(
     recurring_run_id: Annotated[str, typer.Argument(help="Id from `catsdogs schedule list`.")],
-    host: _Host = None,
-    namespace: _Namespace = None,
-    kfp_namespace: _KfpNamespace = _TARGET["kfp_namespace"],
+    host: HostOption = None,
+    namespace: NamespaceOption = None,
+    kfp_namespace: KfpNamespaceOption = TARGET_DEFAULTS["kfp_namespace"],
 ) -> None:
     """Delete a recurring run (its past runs stay)."""
     from catsdogs.pipelines.submit import open_session

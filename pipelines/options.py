@@ -22,6 +22,7 @@ _SECRET_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 # The keys of KFP's own MinIO Secret (mlpipeline-minio-artifact: accesskey, secretkey; KFP's
 # pipelines-profile-controller/sync.py creates it per profile), as boto3's variables.
 S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+_INT32 = 2**31 - 1  # PipelineConfig's fields are int32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,15 @@ class PipelineOptions:
     # s3:// from the step pods (MinIO, S3): AWS_ENDPOINT_URL, and a Secret with S3_SECRET_KEYS.
     s3_endpoint: str = ""
     s3_secret: str = ""
+    # Disk for what a task writes itself (TMPDIR, CATSDOGS_CACHE: staged data, features, models and
+    # checkpoints), as a generic ephemeral volume of this size; "0": none (node disk, no request).
+    scratch_storage: str = "4Gi"
+    # Argo keeps a finished run's Workflow (and its pods' logs) this long; 0: forever.
+    workflow_ttl_seconds: int = 7 * 24 * 3600
+    # Argo stops a run after this long, so a hung scheduled run cannot hold GPUs forever; 0: never.
+    active_deadline_seconds: int = 2 * 24 * 3600
+    # An exit handler that tells how to retry a failed run (catsdogs runs retry RUN_ID).
+    retry_note: bool = True
     local: bool = False
 
     def __post_init__(self) -> None:
@@ -125,6 +135,17 @@ class PipelineOptions:
                 raise SettingsError(
                     f"{name} must be a Kubernetes quantity such as 4, 500m or 16G, "
                     f"got {getattr(self, name)!r}."
+                )
+        if self.scratch_storage != "0" and not _QUANTITY.match(self.scratch_storage):
+            raise SettingsError(
+                f"scratch_storage must be a Kubernetes quantity such as 4Gi (or 0 for none), "
+                f"got {self.scratch_storage!r}."
+            )
+        for name in ("workflow_ttl_seconds", "active_deadline_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT32:
+                raise SettingsError(
+                    f"{name} must be whole seconds from 0 (off) to {_INT32}, got {value!r}."
                 )
         if not 0 <= self.retries <= 10:
             raise SettingsError(f"retries must be between 0 and 10, got {self.retries}.")
@@ -162,3 +183,10 @@ class PipelineOptions:
             task.set_env_variable("AWS_ENDPOINT_URL", self.s3_endpoint)
         if self.s3_secret:
             kubernetes.use_secret_as_env(task, self.s3_secret, dict(S3_SECRET_KEYS))
+        window = int(self.backoff_max_duration.removesuffix("s"))
+        if 0 < self.active_deadline_seconds <= window:
+            raise SettingsError(
+                f"active_deadline_seconds ({self.active_deadline_seconds}) must be longer than the "
+                f"retry window backoff_max_duration ({self.backoff_max_duration}), or 0: a run "
+                "deadline inside the window would stop the retries it allows."
+            )

@@ -11,7 +11,8 @@ The graph, in words::
          trainers == "scratch":  scratch branch -> finish
          trainers == "transfer": transfer branch -> finish
     branch = train_* -> evaluate          (sub-pipelines: one definition, reused)
-    finish = render_activations -> promote when champion_uri is not empty
+    finish = render_activations -> promote when champion_uri is not empty (never cached)
+    on a cluster, all of it inside an exit handler: retry_note says how to retry a failed run
 
 KFP forbids a task outside a ``dsl.If`` from reading an output made inside it, so "render the better
 of the models that ran" is written as one ``dsl.If``/``dsl.Elif`` group on ``trainers`` whose
@@ -30,32 +31,28 @@ a GPU fails at once. The backend turns the retry policy into Argo's ``retryStrat
 trainer pre-empted after an hour, so the maximum defaults to 24 h (``backoff_max_duration``), and
 the factor is a whole number because Argo parses it as one. The accelerator type is written by the
 driver verbatim as a pod resource limit, so it must be a Kubernetes resource name
-(``nvidia.com/gpu``); the GPU model is chosen with a node selector. :class:`PipelineOptions` with ``local=True`` leaves all of that out, for
-``kfp.local`` on a laptop (see ``pipelines/local_run.py``).
+(``nvidia.com/gpu``); the GPU model is chosen with a node selector (``pipelines/placement.py``).
+A cluster run also gets a TTL and a deadline (``PipelineConfig``) and a disk per task.
+:class:`PipelineOptions` with ``local=True`` leaves all of that out, for ``kfp.local`` on a laptop
+(see ``pipelines/local_run.py``).
 
 kfp is imported inside functions (house rule: importing this module stays cheap). No
 ``from __future__ import annotations``: KFP reads the sub-pipelines' annotations as objects.
 """
 
+import contextlib
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
+from catsdogs.pipelines import placement
 from catsdogs.pipelines.options import PipelineOptions
 
 if TYPE_CHECKING:
-    from kfp.dsl import PipelineTask
     from kfp.dsl.graph_component import GraphComponent
 
 PIPELINE_NAME = "catsdogs"
 TRAINERS = ("both", "scratch", "transfer")
-
-
-def _light(func: Any) -> Any:
-    """Make a lightweight component of a module-level function, on our image."""
-    from catsdogs.components.common import config
-    from kfp import dsl
-
-    return dsl.component(base_image=config.image(), install_kfp_package=False)(func)
 
 
 def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
@@ -79,54 +76,18 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     from catsdogs.components.train_transfer.component import train_transfer
     from catsdogs.pipelines import steps
     from catsdogs.pipelines.local_run import RunParameters
-    from kfp import dsl, kubernetes
+    from kfp import dsl
     from kfp.dsl import Artifact, Dataset, Input, Model
 
     opts = options or PipelineOptions()
     default: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RunParameters)}
-    fingerprint_op = _light(steps.fingerprint_source)
-    pick_better_op = _light(steps.pick_better)
-    checkpoint_dirs_op = _light(steps.checkpoint_dirs)
+    fingerprint_op = placement.light(steps.fingerprint_source)
+    pick_better_op = placement.light(steps.pick_better)
+    checkpoint_dirs_op = placement.light(steps.checkpoint_dirs)
 
-    def named(task: "PipelineTask", name: str) -> "PipelineTask":
-        # kfp.local warns that display names do nothing there; only the cluster UI shows them.
-        if not opts.local:
-            opts.add_storage_env(task)  # s3:// endpoint and credentials, when compiled with them
-        return task if opts.local else task.set_display_name(name)
-
-    def on_gpu(task: "PipelineTask", name: str) -> "PipelineTask":
-        named(task, name)
-        if opts.local:
-            return task
-        task.set_accelerator_type(opts.accelerator_type)
-        task.set_accelerator_limit(opts.accelerator_count)
-        task.set_cpu_request(opts.gpu_cpu_request)
-        task.set_memory_request(opts.gpu_memory_request)
-        task.set_retry(
-            num_retries=opts.retries,
-            backoff_duration=opts.backoff_duration,
-            backoff_factor=opts.backoff_factor,
-            backoff_max_duration=opts.backoff_max_duration,
-        )
-        for label, value in opts.node_selector:
-            kubernetes.add_node_selector(task, label_key=label, label_value=value)
-        for toleration in opts.tolerations:
-            kubernetes.add_toleration(
-                task,
-                key=toleration.key,
-                operator="Equal" if toleration.value else "Exists",
-                value=toleration.value or None,
-                effect=toleration.effect,  # type: ignore[arg-type]
-            )
-        return task
-
-    def on_cpu(task: "PipelineTask", name: str) -> "PipelineTask":
-        named(task, name)
-        if not opts.local:
-            task.set_cpu_request(opts.cpu_request)
-            task.set_memory_request(opts.memory_request)
-        return task
-
+    named = functools.partial(placement.named, opts=opts)
+    on_gpu = functools.partial(placement.on_gpu, opts=opts)
+    on_cpu = functools.partial(placement.on_cpu, opts=opts)
     require_gpu = not opts.local
 
     class Trained(NamedTuple):
@@ -240,6 +201,7 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     @dsl.pipeline(
         name=PIPELINE_NAME,
         description="Dogs vs cats: prepare, train from scratch and by transfer, evaluate, render.",
+        pipeline_config=None if opts.local else placement.run_guards(opts),
     )
     def catsdogs(
         source: str,
@@ -298,97 +260,107 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                 InferenceService; empty: no export, no deployment.
             service_name: Name of the KServe InferenceService the champion is deployed as.
         """
-        fingerprint = named(
-            fingerprint_op(source=source, trainers=trainers), "fingerprint source"
-        ).set_caching_options(enable_caching=False)
-        prepared = on_cpu(
-            prepare_dataset(
-                source=source,
-                train_per_class=train_per_class,
-                val_per_class=val_per_class,
-                test_per_class=test_per_class,
-                seed=seed,
-                source_fingerprint=fingerprint.output,
-            ),
-            "prepare dataset",
-        )
-        data = prepared.outputs["dataset"]
-        checkpoints = named(
-            checkpoint_dirs_op(
-                checkpoint_root=checkpoint_root,
-                image=config.image(),
-                source=source,
-                source_fingerprint=fingerprint.output,
-                train_per_class=train_per_class,
-                val_per_class=val_per_class,
-                test_per_class=test_per_class,
-                seed=seed,
-                batch_size=batch_size,
-                scratch_epochs=scratch_epochs,
-                learning_rate=learning_rate,
-                scratch_architecture=scratch_architecture,
-                scratch_augmentation=scratch_augmentation,
-                scratch_steps_per_epoch=scratch_steps_per_epoch,
-                backbone=backbone,
-                weights=weights,
-                transfer_mode=transfer_mode,
-                transfer_epochs=transfer_epochs,
-            ),
-            "name checkpoint folders",
-        )
+        with contextlib.ExitStack() as stack:
+            if opts.retry_note and not opts.local:
+                from catsdogs.pipelines.retry_note import retry_note
 
-        def scratch() -> Any:
-            return scratch_branch(
-                data=data,
-                epochs=scratch_epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                seed=seed,
-                checkpoint_dir=checkpoints.outputs["scratch"],
-                architecture=scratch_architecture,
-                augmentation=scratch_augmentation,
-                steps_per_epoch=scratch_steps_per_epoch,
-            )
-
-        def transfer() -> Any:
-            return transfer_branch(
-                data=data,
-                backbone=backbone,
-                weights=weights,
-                mode=transfer_mode,
-                epochs=transfer_epochs,
-                batch_size=batch_size,
-                seed=seed,
-                checkpoint_dir=checkpoints.outputs["transfer"],
-            )
-
-        def finish_with(branch: Any) -> None:
-            finish(
-                model=branch.outputs["model"],
-                evaluation=branch.outputs["evaluation"],
-                data=data,
-                champion_uri=champion_uri,
-                margin=margin,
-                serving_uri=serving_uri,
-                service_name=service_name,
-            )
-
-        with dsl.If(trainers == "both", name="both-trainers"):
-            scratch_run, transfer_run = scratch(), transfer()
-            better = named(
-                pick_better_op(
-                    scratch_accuracy=scratch_run.outputs["accuracy"],
-                    transfer_accuracy=transfer_run.outputs["accuracy"],
+                note = named(
+                    placement.light(retry_note)(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+                    "retry note",
+                ).set_caching_options(enable_caching=False)  # takes the run id
+                note.set_cpu_request("100m").set_memory_request("256M")
+                stack.enter_context(dsl.ExitHandler(note, name="retraining"))
+            fingerprint = named(
+                fingerprint_op(source=source, trainers=trainers), "fingerprint source"
+            ).set_caching_options(enable_caching=False)
+            prepared = on_cpu(
+                prepare_dataset(
+                    source=source,
+                    train_per_class=train_per_class,
+                    val_per_class=val_per_class,
+                    test_per_class=test_per_class,
+                    seed=seed,
+                    source_fingerprint=fingerprint.output,
                 ),
-                "pick better model",
+                "prepare dataset",
             )
-            with dsl.If(better.output == "scratch", name="scratch-is-better"):
-                finish_with(scratch_run)
-            with dsl.Else(name="transfer-is-better"):
-                finish_with(transfer_run)
-        with dsl.Elif(trainers == "scratch", name="scratch-only"):
-            finish_with(scratch())
-        with dsl.Elif(trainers == "transfer", name="transfer-only"):
-            finish_with(transfer())
+            data = prepared.outputs["dataset"]
+            checkpoints = named(
+                checkpoint_dirs_op(
+                    checkpoint_root=checkpoint_root,
+                    image=config.image(),
+                    source=source,
+                    source_fingerprint=fingerprint.output,
+                    train_per_class=train_per_class,
+                    val_per_class=val_per_class,
+                    test_per_class=test_per_class,
+                    seed=seed,
+                    batch_size=batch_size,
+                    scratch_epochs=scratch_epochs,
+                    learning_rate=learning_rate,
+                    scratch_architecture=scratch_architecture,
+                    scratch_augmentation=scratch_augmentation,
+                    scratch_steps_per_epoch=scratch_steps_per_epoch,
+                    backbone=backbone,
+                    weights=weights,
+                    transfer_mode=transfer_mode,
+                    transfer_epochs=transfer_epochs,
+                ),
+                "name checkpoint folders",
+            )
+
+            def scratch() -> Any:
+                return scratch_branch(
+                    data=data,
+                    epochs=scratch_epochs,
+                    batch_size=batch_size,
+                    learning_rate=learning_rate,
+                    seed=seed,
+                    checkpoint_dir=checkpoints.outputs["scratch"],
+                    architecture=scratch_architecture,
+                    augmentation=scratch_augmentation,
+                    steps_per_epoch=scratch_steps_per_epoch,
+                )
+
+            def transfer() -> Any:
+                return transfer_branch(
+                    data=data,
+                    backbone=backbone,
+                    weights=weights,
+                    mode=transfer_mode,
+                    epochs=transfer_epochs,
+                    batch_size=batch_size,
+                    seed=seed,
+                    checkpoint_dir=checkpoints.outputs["transfer"],
+                )
+
+            def finish_with(branch: Any) -> None:
+                finish(
+                    model=branch.outputs["model"],
+                    evaluation=branch.outputs["evaluation"],
+                    data=data,
+                    champion_uri=champion_uri,
+                    margin=margin,
+                    serving_uri=serving_uri,
+                    service_name=service_name,
+                )
+
+            with dsl.If(trainers == "both", name="both-trainers"):
+                scratch_run, transfer_run = scratch(), transfer()
+                better = named(
+                    pick_better_op(
+                        scratch_accuracy=scratch_run.outputs["accuracy"],
+                        transfer_accuracy=transfer_run.outputs["accuracy"],
+                    ),
+                    "pick better model",
+                )
+                with dsl.If(better.output == "scratch", name="scratch-is-better"):
+                    finish_with(scratch_run)
+                with dsl.Else(name="transfer-is-better"):
+                    finish_with(transfer_run)
+            with dsl.Elif(trainers == "scratch", name="scratch-only"):
+                finish_with(scratch())
+            with dsl.Elif(trainers == "transfer", name="transfer-only"):
+                finish_with(transfer())
 
     return catsdogs

@@ -1,8 +1,8 @@
 """A small in-memory Kubeflow Pipelines v2beta1 REST server on 127.0.0.1 that records every call.
 
-It implements the paths ``kfp.Client`` uses for submit and schedule (healthz, pipelines
-list/upload/upload_version/versions, experiments list/create, runs create, recurringruns
-create/list/delete) with the real request and response shapes, keeps state between calls (so a
+It implements the paths ``kfp.Client`` uses for submit, schedule and retry (healthz, pipelines
+list/upload/upload_version/versions, experiments list/create, runs create/get and
+``runs/{run_id}:retry``, recurringruns create/list/delete) with the real request and response shapes, keeps state between calls (so a
 second upload of the same name finds the pipeline), and records each call's method, path, query,
 JSON body and multipart file for the tests to assert on.
 
@@ -13,6 +13,9 @@ It refuses what the KFP 2.17 API server refuses (backend/src/apiserver), with it
   ``common.ValidatePipelineName`` rejects (``^[a-z0-9][a-z0-9-]{0,127}$``);
 - run and recurring-run parameters that ``validatePipelineJobInputs`` rejects: missing without a
   default, of the wrong JSON type, or unknown to the pipeline's root inputs;
+- a retry (``RetryRun``, ``POST /apis/v2beta1/runs/{run_id}:retry`` with no body) of an unknown
+  run, or of one that has not ended FAILED or CANCELED (``Workflow.GenerateRetryExecution``:
+  "Workflow must be Failed/Error to retry"); an accepted retry puts the run back to RUNNING;
 - empty run/recurring-run names, a ``max_concurrency`` outside 1-10 and a cron that robfig/cron
   v1's ``cron.Parse`` rejects (5 or 6 fields seconds first, descriptors, ``@every``);
 - in multi-user mode, any call without a namespace (experiments, lists, and pipelines as with
@@ -405,6 +408,13 @@ class _Handler(BaseHTTPRequestHandler):
                 and e.get("namespace", "") == namespace
             ]
             return 200, {"experiments": found, "total_size": len(found)}
+        if path.startswith("/runs/"):
+            run_id = path.split("/")[2]
+            if run_id not in s.runs:
+                raise Refused(
+                    404, f"Failed to get a run: ResourceNotFoundError: Run {run_id} not found"
+                )
+            return 200, s.runs[run_id]
         if path == "/recurringruns":
             namespace = s.namespace(
                 call.query.get("namespace"),
@@ -474,6 +484,8 @@ class _Handler(BaseHTTPRequestHandler):
             run = dict(call.body, run_id=s.new_id("run"), state="PENDING", namespace=namespace)
             s.runs[run["run_id"]] = run
             return 200, run
+        if path.startswith("/runs/") and path.endswith(":retry"):
+            return self._retry(path.split("/")[2].removesuffix(":retry"))
         if path == "/recurringruns":
             body = call.body
             if not body.get("display_name"):
@@ -502,6 +514,24 @@ class _Handler(BaseHTTPRequestHandler):
             s.recurring_runs[recurring["recurring_run_id"]] = recurring
             return 200, recurring
         raise Refused(404, f"not found: {call.path}")
+
+    def _retry(self, run_id: str) -> tuple[int, Any]:
+        """RetryRun: only a run whose workflow Failed (or Error, or was terminated) goes back."""
+        run = self.state.runs.get(run_id)
+        if run is None:
+            raise Refused(
+                404,
+                f"Failed to retry a run: Failed to retry run {run_id} due to error fetching the "
+                f"run: ResourceNotFoundError: Run {run_id} not found",
+            )
+        if run["state"] not in ("FAILED", "CANCELED"):
+            raise Refused(
+                400,
+                f"Failed to retry a run: Failed to retry run {run_id}: Workflow must be "
+                "Failed/Error to retry: workflow cannot be retried",
+            )
+        run["state"] = "RUNNING"
+        return 200, {}
 
     def _check_parameters(self, body: dict[str, Any]) -> None:
         inputs = self.state.version_inputs(body)

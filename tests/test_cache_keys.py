@@ -151,7 +151,7 @@ def test_a_changed_source_fingerprint_changes_the_keys_from_prepare_down(
 
 def test_promote_and_deploy_are_never_cached(spec: dict[str, Any]) -> None:
     walked = walk(spec, Store(), 1)
-    for step in ("promote", "export-and-deploy", "fingerprint-source"):
+    for step in ("promote", "export-and-deploy", "fingerprint-source", "retry-note"):
         keys = of(walked, step)
         assert keys, step  # the walk reached them (champion and serving URIs are set)
         assert set(keys.values()) == {None}, step

@@ -69,6 +69,12 @@ def tasks_of(spec: dict[str, Any], component: str) -> list[dict[str, Any]]:
     ]
 
 
+def body_tasks(spec: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's top-level tasks: inside the exit handler's group when there is one."""
+    handler = spec["components"].get("comp-exit-handler-1")
+    return dict((handler or spec["root"])["dag"]["tasks"])
+
+
 def test_compiled_spec_matches_golden(compiled: Path) -> None:
     assert GOLDEN.exists(), "no golden file: run `make golden`"
     got = [strip(d) for d in yaml.safe_load_all(compiled.read_text())]
@@ -163,7 +169,8 @@ def test_accelerator_node_selector_and_toleration_are_overridable(tmp_path: Path
                 "effect": "NoSchedule",
             }
         ]
-    assert not any(n.startswith("exec-prepare-dataset") for n in platform["executors"])
+    prepare = [e for n, e in platform["executors"].items() if n.startswith("exec-prepare-dataset")]
+    assert prepare and not any("nodeSelector" in e or "tolerations" in e for e in prepare)
 
 
 def test_image_is_pinned_everywhere(compiled: Path) -> None:
@@ -209,6 +216,7 @@ def test_compile_cli_writes_overrides(tmp_path: Path) -> None:
         app,
         [
             "compile",
+            "--allow-tag",
             "--output",
             str(out),
             "--accelerator-type",
@@ -243,7 +251,7 @@ def test_no_secret_is_a_pipeline_parameter(compiled: Path) -> None:
 
 def test_fingerprint_is_never_cached_and_feeds_prepare(compiled: Path) -> None:
     spec, _ = load(compiled)
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = body_tasks(spec)
     assert tasks["fingerprint-source"]["cachingOptions"].get("enableCache", False) is False
     assert tasks["prepare-dataset"]["cachingOptions"]["enableCache"] is True
     fingerprint = tasks["prepare-dataset"]["inputs"]["parameters"]["source_fingerprint"]
@@ -274,7 +282,7 @@ FOLDER_INPUTS = {
 
 def test_checkpoint_folders_are_named_from_what_decides_the_training(compiled: Path) -> None:
     spec, _ = load(compiled)
-    step = spec["root"]["dag"]["tasks"]["checkpoint-dirs"]["inputs"]["parameters"]
+    step = body_tasks(spec)["checkpoint-dirs"]["inputs"]["parameters"]
     assert set(step) == set(FOLDER_INPUTS)
     assert all("{{$." not in str(value) for value in step.values())  # no run id, no run name
     assert step["source_fingerprint"]["taskOutputParameter"]["producerTask"] == "fingerprint-source"
@@ -420,12 +428,16 @@ def test_steps(tmp_path: Path) -> None:
 
 
 def test_compile_cli_defaults_equal_options_defaults() -> None:
-    from catsdogs.cli import pipeline as cli
+    from catsdogs.cli import package as cli
 
     params = inspect.signature(cli.compile_command).parameters
     defaults = PipelineOptions()
     for name in ("accelerator_type", "accelerator_count", "retries", "backoff_max_duration"):
         assert params[name].default == getattr(defaults, name), name
+    assert params["scratch_storage"].default == defaults.scratch_storage
+    assert params["workflow_ttl"].default == defaults.workflow_ttl_seconds
+    assert params["active_deadline"].default == defaults.active_deadline_seconds
+    assert params["retry_note"].default is defaults.retry_note
 
 
 def test_component_literals_equal_the_settings() -> None:
@@ -491,7 +503,17 @@ def test_compile_cli_refuses_a_gpu_model_as_accelerator(tmp_path: Path) -> None:
 def test_retry_window_is_a_compile_option_and_the_factor_a_whole_number(tmp_path: Path) -> None:
     out = tmp_path / "p.yaml"
     result = CliRunner().invoke(
-        app, ["compile", "--output", str(out), "--backoff-max-duration", "172800s"]
+        app,
+        [
+            "compile",
+            "--allow-tag",
+            "--output",
+            str(out),
+            "--backoff-max-duration",
+            "172800s",
+            "--active-deadline",
+            "259200",
+        ],
     )
     assert result.exit_code == 0, result.output
     spec, _ = load(out)
@@ -510,3 +532,95 @@ def test_every_root_parameter_has_a_description(compiled: Path) -> None:
     missing = [name for name, p in parameters.items() if not p.get("description", "").strip()]
     assert missing == []
     assert "gs://" in parameters["champion_uri"]["description"]
+
+
+# ------------------------------------------------------------------------------ issue 20
+
+
+def test_a_cluster_compile_refuses_a_bare_tag_and_allows_it_loudly(tmp_path: Path) -> None:
+    out = tmp_path / "p.yaml"
+    assert "@" not in config.image()  # the default reference is a tag
+    refused = CliRunner().invoke(app, ["compile", "--output", str(out)])
+    assert refused.exit_code == 2
+    assert "is a tag, not a digest" in refused.output and "--allow-tag" in refused.output
+    assert "build/image.ref" in refused.output
+    assert not out.exists()
+    allowed = CliRunner().invoke(app, ["compile", "--output", str(out), "--allow-tag"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "WARNING: the component image" in allowed.output and out.is_file()
+    with pytest.raises(ValueError, match="is a tag, not a digest"):
+        check_image("ghcr.io/x/catsdogs-gpu:0.1.0", require_digest=True)
+    digest = "ghcr.io/x/catsdogs-gpu:0.1.0@sha256:" + "c" * 64
+    assert check_image(digest, require_digest=True) == digest
+
+
+def test_the_golden_file_shows_the_image_by_digest() -> None:
+    spec, _ = load(GOLDEN)
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert len(images) == 1
+    assert re.fullmatch(r"[^@\s]+:[0-9.]+@sha256:[0-9a-f]{64}", images.pop()), "run `make golden`"
+
+
+def test_run_guards_and_scratch_disks_are_compile_options(compiled: Path, tmp_path: Path) -> None:
+    _, platform = load(compiled)
+    docs = list(yaml.safe_load_all(compiled.read_text()))
+    config_ = docs[1]["platforms"]["kubernetes"]["pipelineConfig"]
+    assert config_ == {"activeDeadlineSeconds": 172800, "resourceTtlOnCompletion": 604800}
+    spec, _ = load(compiled)
+    heavy = (*GPU_COMPONENTS, "prepare-dataset", "promote", "export-and-deploy")
+    for component in heavy:
+        for name, executor in spec["deploymentSpec"]["executors"].items():
+            if not re.fullmatch(rf"exec-{component}(-\d+)?", name):
+                continue
+            (volume,) = platform["executors"][name]["genericEphemeralVolume"]
+            assert volume["size"] == "4Gi" and volume["mountPath"] == "/scratch", name
+            env = {e["name"]: e["value"] for e in executor["container"]["env"]}
+            assert env == {"TMPDIR": "/scratch", "CATSDOGS_CACHE": "/scratch/cache"}, name
+    options = PipelineOptions(
+        scratch_storage="0", workflow_ttl_seconds=0, active_deadline_seconds=3 * 86400
+    )
+    path = compile_pipeline(tmp_path / "p.yaml", options)
+    other = list(yaml.safe_load_all(path.read_text()))[1]["platforms"]["kubernetes"]
+    assert other["pipelineConfig"] == {"activeDeadlineSeconds": 3 * 86400}
+    assert not any(
+        "genericEphemeralVolume" in e
+        for e in other.get("deploymentSpec", {}).get("executors", {}).values()
+    )
+    with pytest.raises(ValueError, match="must be longer than the retry window"):
+        PipelineOptions(active_deadline_seconds=3600)
+    with pytest.raises(ValueError, match="scratch_storage must be a Kubernetes quantity"):
+        PipelineOptions(scratch_storage="lots")
+    with pytest.raises(ValueError, match="workflow_ttl_seconds must be whole seconds"):
+        PipelineOptions(workflow_ttl_seconds=-1)
+
+
+def test_the_retry_note_is_an_exit_handler_that_names_the_retry_command(
+    compiled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from catsdogs.pipelines.retry_note import retry_note
+    from kfp.dsl import PipelineTaskFinalStatus
+
+    spec, _ = load(compiled)
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "retry-note"}
+    note = root["retry-note"]
+    assert note["inputs"]["parameters"]["status"]["taskFinalStatus"]["producerTask"] == (
+        "exit-handler-1"
+    )
+    assert note["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert note["cachingOptions"].get("enableCache", False) is False  # it takes the run id
+    failed = PipelineTaskFinalStatus(
+        state="FAILED",
+        pipeline_job_resource_name="catsdogs-x",
+        pipeline_task_name="exit-handler-1",
+        error_code=None,
+        error_message="pod deleted",
+    )
+    text = retry_note(failed, "run-7")
+    assert "catsdogs runs retry run-7" in text and "(pod deleted)" in text
+    assert retry_note(dataclasses.replace(failed, state="COMPLETE"), "run-7") == ""
+    assert "nothing to retry" in capsys.readouterr().out
+    path = compile_pipeline(tmp_path / "p.yaml", PipelineOptions(retry_note=False))
+    spec, _ = load(path)
+    assert "retry-note" not in spec["root"]["dag"]["tasks"]
+    assert "fingerprint-source" in body_tasks(spec) == spec["root"]["dag"]["tasks"]

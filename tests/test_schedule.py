@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from catsdogs.cli.app import app
@@ -92,7 +93,7 @@ def cli(server: RecordingServer, *args: str) -> object:
     return CliRunner().invoke(app, command)
 
 
-def create(server: RecordingServer, *extra: str) -> object:
+def create(server: RecordingServer, *extra: str, package: Path = GOLDEN) -> Any:
     return CliRunner().invoke(
         app,
         [
@@ -103,7 +104,7 @@ def create(server: RecordingServer, *extra: str) -> object:
             "--cron",
             "0 3 * * 1",
             "--package",
-            str(GOLDEN),
+            str(package),
             "--host",
             server.url,
             "--transfer-epochs",
@@ -266,3 +267,24 @@ def test_multi_user_calls_without_a_namespace_are_refused(server: RecordingServe
     assert "empty namespace in multi-user mode" in json.loads(error.value.read())["message"]
     listed = CliRunner().invoke(app, ["schedule", "list", "--host", server.url])
     assert listed.exit_code == 2 and "--namespace" in listed.output
+
+
+def test_create_refuses_a_package_by_tag_or_without_the_asked_retry_note(
+    server: RecordingServer, tmp_path: Path
+) -> None:
+    tagged = tmp_path / "tagged.yaml"
+    made = CliRunner().invoke(app, ["compile", "--allow-tag", "--output", str(tagged)])
+    assert made.exit_code == 0, made.output
+    refused = create(server, package=tagged)
+    assert refused.exit_code == 2
+    assert "is a tag, not a digest" in refused.output and "--allow-tag" in refused.output
+    assert server.state.calls_to("POST", "/recurringruns") == []
+    allowed = create(server, "--allow-tag", package=tagged)
+    assert allowed.exit_code == 0, allowed.output
+    assert "WARNING: the component image" in allowed.output
+    # The golden package has the exit handler; asking for none is a mismatch, said before any call.
+    calls = len(server.state.calls)
+    mismatch = create(server, "--no-retry-note")
+    assert mismatch.exit_code == 2
+    assert "compiled with the retry note that --no-retry-note asks for" in mismatch.output
+    assert len(server.state.calls) == calls

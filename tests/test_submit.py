@@ -6,6 +6,7 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from catsdogs.cli.app import app
@@ -336,3 +337,82 @@ def test_the_fake_server_checks_pipeline_specs_like_the_real_one(tmp_path: Path)
     ):
         with pytest.raises(Refused, match=message):
             check_pipeline_file(bad.encode())
+
+
+# ------------------------------------------------------------------------------ runs retry
+
+
+def retry(server: RecordingServer, run_id: str) -> Any:
+    return CliRunner().invoke(
+        app, ["runs", "retry", run_id, "--host", server.url, *profile(server)]
+    )
+
+
+def test_runs_retry_posts_the_2_17_retry_endpoint_for_a_failed_run(server: RecordingServer) -> None:
+    assert submit(server).exit_code == 0
+    (run_id,) = server.state.runs
+    server.state.runs[run_id]["state"] = "FAILED"  # e.g. a trainer's pod vanished (Error)
+    result = retry(server, run_id)
+    assert result.exit_code == 0, result.output
+    (call,) = server.state.calls_to("POST", f"/runs/{run_id}:retry")
+    assert call.body is None and call.query == {}  # RetryRunRequest: run_id in the path only
+    assert server.state.calls_to("GET", f"/runs/{run_id}")  # the state is read first
+    assert server.state.runs[run_id]["state"] == "RUNNING"
+    assert f"Retrying run {run_id}" in result.output and "was FAILED" in result.output
+    assert f"{server.url}/#/runs/details/{run_id}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("state", "message"), [("RUNNING", "wait for it to end"), ("SUCCEEDED", "nothing to retry")]
+)
+def test_runs_retry_refuses_a_run_that_has_not_failed_without_a_retry_call(
+    server: RecordingServer, state: str, message: str
+) -> None:
+    assert submit(server).exit_code == 0
+    (run_id,) = server.state.runs
+    server.state.runs[run_id]["state"] = state
+    result = retry(server, run_id)
+    assert result.exit_code == 2
+    assert message in result.output and state in result.output
+    assert server.state.calls_to("POST", f"/runs/{run_id}:retry") == []
+
+
+def test_runs_retry_shows_the_servers_refusal(server: RecordingServer) -> None:
+    result = retry(server, "no-such-run")
+    assert result.exit_code == 2
+    assert "HTTP 404" in result.output and "Run no-such-run not found" in result.output
+    from catsdogs.pipelines.runs import retry as retry_run
+
+    assert submit(server).exit_code == 0
+    (run_id,) = server.state.runs
+    server.state.runs[run_id]["state"] = "FAILED"
+    target = Target(host=server.url, namespace=PROFILE if server.state.multi_user else None)
+    session = open_session(target)
+    retry_run(session, target, run_id)
+    with pytest.raises(KfpError, match="Workflow must be Failed/Error to retry"):
+        # A second retry while the first runs: the server refuses, with its own message.
+        with refused_as_kfp_error():
+            session.client._run_api.run_service_retry_run(run_id)
+
+
+def test_runs_retry_refuses_a_malformed_id_before_any_call(server: RecordingServer) -> None:
+    result = retry(server, "../runs/x")
+    assert result.exit_code == 2
+    assert "is not a Kubeflow Pipelines run id" in result.output
+    assert not [c for c in server.state.calls if "/runs" in c.path]
+
+
+def test_submit_refuses_a_package_whose_image_is_a_bare_tag(
+    server: RecordingServer, tmp_path: Path
+) -> None:
+    tagged = tmp_path / "tagged.yaml"
+    made = CliRunner().invoke(app, ["compile", "--allow-tag", "--output", str(tagged)])
+    assert made.exit_code == 0, made.output
+    refused = submit(server, package=tagged)
+    assert refused.exit_code == 2
+    assert "is a tag, not a digest" in refused.output
+    assert server.state.calls_to("POST", "/runs") == []
+    allowed = submit(server, "--allow-tag", package=tagged)
+    assert allowed.exit_code == 0, allowed.output
+    assert "WARNING: the component image" in allowed.output
+    assert len(server.state.calls_to("POST", "/runs")) == 1
