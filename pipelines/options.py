@@ -174,6 +174,13 @@ class PipelineOptions:
                 f"s3_secret must name a Kubernetes Secret (lower case, digits, '-', '.'), got "
                 f"{self.s3_secret!r}; e.g. --s3-secret mlpipeline-minio-artifact."
             )
+        window = int(self.backoff_max_duration.removesuffix("s"))
+        if 0 < self.active_deadline_seconds <= window:
+            raise SettingsError(
+                f"active_deadline_seconds ({self.active_deadline_seconds}) must be longer than the "
+                f"retry window backoff_max_duration ({self.backoff_max_duration}), or 0: a run "
+                "deadline inside the window would stop the retries it allows."
+            )
 
     def add_storage_env(self, task: Any) -> None:
         """Give a task the S3 endpoint and the credentials Secret as boto3's variables."""
@@ -183,10 +190,3 @@ class PipelineOptions:
             task.set_env_variable("AWS_ENDPOINT_URL", self.s3_endpoint)
         if self.s3_secret:
             kubernetes.use_secret_as_env(task, self.s3_secret, dict(S3_SECRET_KEYS))
-        window = int(self.backoff_max_duration.removesuffix("s"))
-        if 0 < self.active_deadline_seconds <= window:
-            raise SettingsError(
-                f"active_deadline_seconds ({self.active_deadline_seconds}) must be longer than the "
-                f"retry window backoff_max_duration ({self.backoff_max_duration}), or 0: a run "
-                "deadline inside the window would stop the retries it allows."
-            )
