@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from catsdogs.components.common import redaction
 from typer.testing import CliRunner
 
 from tests.k8s_recording_server import RecordingServer
@@ -45,6 +44,8 @@ def _error(args: list[str], env: dict[str, str] | None = None) -> str:
     ],
 )
 def test_redact_masks_credentials_of_every_kind(text: str, secret: str) -> None:
+    from catsdogs.components.common import redaction
+
     assert secret in text
     masked = redaction.redact(text)
     assert secret not in masked and redaction.MASK in masked, masked
@@ -52,6 +53,8 @@ def test_redact_masks_credentials_of_every_kind(text: str, secret: str) -> None:
 
 
 def test_a_registered_token_is_masked_anywhere() -> None:
+    from catsdogs.components.common import redaction
+
     redaction.register("tok-1234567890")
     assert redaction.redact("sent tok-1234567890 to x") == "sent *** to x"
 
