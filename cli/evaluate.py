@@ -95,7 +95,7 @@ def evaluate(
     settings = EvaluateConfig(batch_size=batch_size, threshold=threshold, gallery_size=gallery_size)
     promote_settings = PromoteConfig(margin=margin)
     storage.check_output(output, "--output")
-    result = core.evaluate(model, data, output, settings)
+    result = core.evaluate(model, data, output, settings, champion_uri=champion)
     if as_json:
         typer.echo(json.dumps(result.scalars, sort_keys=True))
     else:

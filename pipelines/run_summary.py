@@ -9,7 +9,6 @@ every report, so one command opens them all.
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import math
 import os
@@ -19,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from catsdogs.components.common.model_dir import EVALUATION_FILE, METRICS_FILE
+from catsdogs.pipelines import run_page
 from catsdogs.pipelines.local_console import format_seconds
 
-INDEX_FILE = "index.html"
+INDEX_FILE = run_page.INDEX_FILE
 Z_95 = 1.959963984540054
 
 
@@ -56,6 +56,9 @@ class ModelScore:
     count: int
     epochs: int
     evaluation_report: Path
+    model_dir: Path | None = None
+    evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _json(path: Path) -> Any:
@@ -100,6 +103,9 @@ def model_scores(run_dir: Path) -> list[ModelScore]:
                 count=count,
                 epochs=int(metrics.get("epochs_run", 0)),
                 evaluation_report=task / "evaluation" / "report.html",
+                model_dir=model,
+                evaluation=evaluation,
+                metrics=metrics,
             )
         )
     return sorted(scores, key=lambda s: -s.accuracy)
@@ -118,10 +124,14 @@ def _html_copy(report: Path) -> Path:
     return named
 
 
-def _champion_line(run_dir: Path, champion_uri: str, better: str) -> str:
-    promote = next(
+def _promote_task(run_dir: Path) -> Path | None:
+    return next(
         (t for t in _tasks(run_dir, "promote") if _output(run_dir, t.name) is not None), None
     )
+
+
+def _champion_line(run_dir: Path, champion_uri: str, better: str) -> str:
+    promote = _promote_task(run_dir)
     if not champion_uri or promote is None:
         return (
             "Champion: none set (--champion-uri DIR keeps the best model as a versioned champion)."
@@ -133,23 +143,97 @@ def _champion_line(run_dir: Path, champion_uri: str, better: str) -> str:
     return f"Champion: {better} not promoted; the champion at {champion_uri} stays {held}."
 
 
-def write_index(run_dir: Path, scores: list[ModelScore], reports: list[tuple[str, Path]]) -> Path:
-    """Write ``<run>/index.html``: the scores and a link to every report."""
-    rows = "".join(
-        f"<tr><td>{s.trainer}</td><td>{s.accuracy:.3f}</td><td>{s.low:.3f} - {s.high:.3f}</td>"
-        f"<td>{s.count}</td><td>{s.epochs}</td></tr>"
-        for s in scores
+def gate(run_dir: Path, champion_uri: str, better: str, margin: float) -> run_page.Gate:
+    """What the champion gate decided, in words, for the run page."""
+    promote = _promote_task(run_dir)
+    if not champion_uri or promote is None:
+        return run_page.Gate(
+            "none", "No champion gate: the run had no --champion-uri, so nothing was promoted."
+        )
+    pointer = _json(Path(champion_uri) / "champion.json") if "://" not in champion_uri else None
+    version = f"v{pointer['version']:04d}" if pointer else "the champion"
+    if _output(run_dir, promote.name):
+        before = pointer.get("previous_version") if pointer else None
+        replaced = f", replacing v{before:04d}" if before else " (the first champion)"
+        return run_page.Gate(
+            "promoted",
+            f"Promoted: {better} is now champion {version}{replaced} at {champion_uri}.",
+        )
+    held = f" (accuracy {pointer['score']:.3f})" if pointer else ""
+    return run_page.Gate(
+        "kept",
+        f"Not promoted: {better} did not beat champion {version}{held} by more than the margin "
+        f"({margin:g}); the champion at {champion_uri} stays {version}.",
     )
-    links = "".join(
-        f'<li><a href="{html.escape(str(path.relative_to(run_dir)))}">{html.escape(name)}</a></li>'
-        for name, path in reports
-    )
-    page = (
-        f"<!doctype html><meta charset=utf-8><title>catsdogs run {run_dir.name}</title>"
-        f"<h1>catsdogs run {html.escape(run_dir.name)}</h1>"
-        "<table border=1 cellpadding=4><tr><th>model</th><th>test accuracy</th>"
-        f"<th>95% interval</th><th>test photos</th><th>epochs</th></tr>{rows}</table>"
-        f"<h2>Reports</h2><ul>{links}</ul>"
+
+
+def _reports(run_dir: Path, scores: list[ModelScore], better: str) -> list[tuple[str, Path]]:
+    """Every report of the run, by name: quality, curves, evaluations, activations."""
+    reports: list[tuple[str, Path]] = []
+    quality = run_page.write_quality_page(run_dir)
+    if quality:
+        reports.append(("data quality", quality))
+    for score in scores:
+        curves = score.model_dir.parent / "curves" if score.model_dir else None
+        if curves and curves.is_file():
+            reports.append((f"training curves, {score.trainer}", _html_copy(curves)))
+    reports += [(f"evaluation, {s.trainer}", s.evaluation_report) for s in scores]
+    for task in _tasks(run_dir, "render-activations"):
+        if (task / "report").is_file():
+            reports.append((f"activations, {better}", _html_copy(task / "report")))
+    return [(name, path) for name, path in reports if path.is_file()]
+
+
+def _page_models(
+    scores: list[ModelScore], reports: list[tuple[str, Path]], parameters: dict[str, Any]
+) -> list[run_page.PageModel]:
+    models = []
+    for score in scores:
+        metrics = score.metrics
+        best_epoch = metrics.get("best_val_accuracy_epoch")
+        models.append(
+            run_page.PageModel(
+                trainer=score.trainer,
+                what=run_page.describe(score.trainer, parameters),
+                accuracy=score.accuracy,
+                low=score.low,
+                high=score.high,
+                count=score.count,
+                epochs=score.epochs,
+                best_val=metrics.get("best_val_accuracy"),
+                best_epoch=int(best_epoch) if best_epoch is not None else None,
+                evaluation=score.evaluation,
+                reports=[
+                    (name.split(",")[0], path)
+                    for name, path in reports
+                    if name.endswith(f", {score.trainer}")
+                ],
+            )
+        )
+    return models
+
+
+def write_index(
+    run_dir: Path,
+    scores: list[ModelScore],
+    reports: list[tuple[str, Path]],
+    *,
+    better: str = "",
+    gate: run_page.Gate | None = None,
+    seconds: dict[str, float] | None = None,
+    wall_seconds: float = 0.0,
+) -> Path:
+    """Write ``<run>/index.html``: the winner, the scores, the gate, times, parameters, reports."""
+    parameters = (_json(run_dir / "run.json") or {}).get("parameters", {})
+    page = run_page.index_html(
+        run_dir,
+        _page_models(scores, reports, parameters),
+        better or (scores[0].trainer if scores else ""),
+        gate or run_page.Gate("none", "No champion gate in this run."),
+        seconds or {},
+        wall_seconds,
+        parameters,
+        reports,
     )
     index = run_dir / INDEX_FILE
     index.write_text(page, encoding="utf-8")
@@ -206,15 +290,22 @@ def summarize(
     lines += textwrap.wrap(
         f"Time per step: {steps}.", width=100, subsequent_indent="  ", break_on_hyphens=False
     )
-    reports = [(f"evaluation, {s.trainer}", s.evaluation_report) for s in scores]
-    for task in _tasks(run_dir, "render-activations"):
-        if (task / "report").is_file():
-            reports.append((f"activations, {better}", _html_copy(task / "report")))
+    reports = _reports(run_dir, scores, better)
+    shown = [(n, p) for n, p in reports if n.startswith(("evaluation", "activations"))]
     if reports:
         lines.append("Reports:")
-        width = max(len(name) for name, _ in reports)
-        lines += [f"  {name:<{width}}  {path.resolve().as_uri()}" for name, path in reports]
-        index = write_index(run_dir, scores, reports)
+        width = max(len(name) for name, _ in shown or reports)
+        lines += [f"  {name:<{width}}  {path.resolve().as_uri()}" for name, path in shown]
+        margin = float((_json(run_dir / "run.json") or {}).get("parameters", {}).get("margin", 0))
+        index = write_index(
+            run_dir,
+            scores,
+            reports,
+            better=better,
+            gate=gate(run_dir, champion_uri, better, margin),
+            seconds=seconds,
+            wall_seconds=wall_seconds,
+        )
         lines.append(f"Open them all: python3 -m webbrowser {index.resolve().as_uri()}")
     lines.append(f"Artifacts under {run_dir} (each task's log: <task>/task.log)")
     return "\n".join(lines)

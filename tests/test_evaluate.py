@@ -134,12 +134,33 @@ def test_evaluate_writes_metrics_figures_and_report(tmp_path, tiny_dataset, flat
     assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG"
     page = (out / "report.html").read_text()
     errors = 10 - int(np.trace(metrics["confusion_matrix"]))
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == 4  # confusion, scores, ROC, precision-recall
     assert page.count("data:image/jpeg;base64,") == min(errors, 12)
     assert len(metrics["most_confident_errors"]) == min(errors, 12)
     confidences = [e["confidence"] for e in metrics["most_confident_errors"]]
     assert confidences == sorted(confidences, reverse=True)
     assert result.scalars["accuracy"] == metrics["accuracy"]
+
+
+def test_evaluate_with_champion_shows_the_champions_figures_beside(
+    tmp_path, tiny_dataset, flat_dir
+):
+    from catsdogs.components.promote import core as gate
+
+    data = tiny_dataset(per_class=5, size=40)
+    settings = core.EvaluateConfig(batch_size=4)
+    champion = str(tmp_path / "champion")
+    core.evaluate(flat_dir, data, str(tmp_path / "alone"), settings, champion_uri=champion)
+    alone = (tmp_path / "alone" / "report.html").read_text()
+    assert "<th>figure</th><th>this model</th></tr>" in alone  # no champion yet: one column
+    gate.promote(flat_dir, str(tmp_path / "alone"), data, champion)
+    core.evaluate(flat_dir, data, str(tmp_path / "beside"), settings, champion_uri=champion)
+    page = (tmp_path / "beside" / "report.html").read_text()
+    assert "<th>champion v0001 (this model)</th><th>difference</th>" in page
+    assert "<td class=num>same</td>" in page and "another test split" not in page
+    other = tiny_dataset(per_class=4, size=40)  # another test split
+    core.evaluate(flat_dir, other, str(tmp_path / "other"), settings, champion_uri=champion)
+    assert "was measured on another test split" in (tmp_path / "other" / "report.html").read_text()
 
 
 def test_evaluate_nested_model_on_gcs(bucket, tiny_dataset, tmp_path):

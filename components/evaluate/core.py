@@ -7,8 +7,10 @@ Outputs, in the evaluation folder (local, gs:// or s3://):
                      plus the identity of the model and of the test split it was measured on
     confusion.png    the confusion matrix (rows = true class, columns = predicted class)
     roc.png          the ROC curve with its AUC
-    report.html      one self-contained page: the numbers, both figures and a gallery of the most
-                     confidently wrong test images (everything embedded as base64)
+    report.html      one self-contained page: the figures with human labels (beside the champion's
+                     with ``champion_uri``), the confusion matrix, the per-class score histogram,
+                     the ROC and precision-recall curves and a gallery of the most confidently
+                     wrong test images (everything embedded as base64)
 
 The numbers come from ``metrics.py``, the page from ``report.py``.
 """
@@ -23,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from catsdogs.components.common import errors, images, model_dir, records, reports, storage
+from catsdogs.components.common import errors, images, model_dir, records, storage
 from catsdogs.components.common.progress import Progress
-from catsdogs.components.evaluate.metrics import SCALARS, binary_metrics
-from catsdogs.components.evaluate.report import report_html
+from catsdogs.components.evaluate import figures as plots
+from catsdogs.components.evaluate.metrics import SCALARS, binary_metrics, score_histogram
+from catsdogs.components.evaluate.report import ChampionView, report_html
 
 CONFUSION_FILE = "confusion.png"
 ROC_FILE = "roc.png"
@@ -164,6 +167,7 @@ def evaluate(
     output_uri: str,
     config: EvaluateConfig | None = None,
     report_path: str | None = None,
+    champion_uri: str = "",
 ) -> EvaluationResult:
     """Score ``MODEL_DIR`` on the test split of ``DATASET`` and write metrics, figures and report.
 
@@ -173,6 +177,8 @@ def evaluate(
         output_uri: Evaluation folder (local, gs:// or s3://) to write into.
         config: Scoring settings.
         report_path: Also write report.html here (the KFP HTML artifact's file).
+        champion_uri: A champion location: the report shows the champion's recorded figures
+            beside this model's (nothing is promoted here).
 
     Raises:
         OutputConflictError: ``output_uri`` holds the evaluation of another model or test split.
@@ -203,6 +209,7 @@ def evaluate(
         positive_class=classes[1],
         test_count=len(predictions.labels),
         test_per_class={c: int(np.sum(predictions.labels == i)) for i, c in enumerate(classes)},
+        score_histogram=score_histogram(predictions.labels, predictions.scores, classes),
         model=str(model_uri),
         model_sha256=model_sha256,
         dataset=str(data_uri),
@@ -213,12 +220,18 @@ def evaluate(
             {k: e[k] for k in ("id", "label", "score", "confidence")} for e in predictions.errors
         ],
     )
+    champion = champion_view(champion_uri, model_sha256, split_id) if champion_uri else None
+    against = (champion.metrics, champion.label) if champion else (None, "")
+    figures = {
+        "confusion": plots.plot_confusion(metrics),
+        "roc": plots.plot_roc(metrics, *against),
+        "precision_recall": plots.plot_precision_recall(metrics, *against),
+        "scores": plots.plot_score_histogram(metrics, *against),
+    }
     with storage.output_dir(output_uri) as out:
-        confusion_png = reports.plot_confusion(metrics)
-        roc_png = reports.plot_roc(metrics)
-        (out / CONFUSION_FILE).write_bytes(confusion_png)
-        (out / ROC_FILE).write_bytes(roc_png)
-        page = report_html(metrics, confusion_png, roc_png, predictions.errors)
+        (out / CONFUSION_FILE).write_bytes(figures["confusion"])
+        (out / ROC_FILE).write_bytes(figures["roc"])
+        page = report_html(metrics, figures, predictions.errors, champion)
         (out / REPORT_FILE).write_text(page, encoding="utf-8")
     # evaluation.json last (after the upload, on gs://): a folder with it holds a whole evaluation.
     storage.write_text(
@@ -228,6 +241,33 @@ def evaluate(
     if report_path:
         storage.write_text(report_path, page)
     return EvaluationResult(metrics=metrics, output=str(output_uri))
+
+
+def champion_view(champion_uri: str, model_sha256: str, split_id: str) -> ChampionView | None:
+    """The champion's recorded evaluation, to show beside a model's (None: no champion yet).
+
+    Its figures compare only when it was measured on the same test split; otherwise the view says
+    so (``catsdogs promote`` re-measures it on this split before deciding).
+    """
+    from catsdogs.components.promote import champion
+
+    record = champion.read_pointer(champion_uri).record
+    if not record:
+        return None
+    label = f"champion v{int(record['version']):04d}"
+    uri = storage.join(champion_uri, record["path"], model_dir.EVALUATION_FILE)
+    recorded = json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+    if not isinstance(recorded, dict) or "confusion_matrix" not in recorded:
+        return None
+    note = ""
+    if record.get("model_sha256") == model_sha256:
+        label += " (this model)"
+    if recorded.get("test_split_sha256") != split_id:
+        note = (
+            f"The {label} was measured on another test split, so its figures do not compare "
+            "directly; the champion gate re-measures it on this split before it decides."
+        )
+    return ChampionView(recorded, label, note)
 
 
 def _check_output_free(output_uri: str, model_sha256: str, split_id: str) -> None:

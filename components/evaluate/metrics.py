@@ -145,3 +145,22 @@ def thin_roc(roc: dict[str, list[float]], max_points: int = 200) -> dict[str, li
         return roc
     keep = np.unique(np.linspace(0, count - 1, max_points).round().astype(int))
     return {key: [roc[key][i] for i in keep] for key in ("fpr", "tpr", "thresholds")}
+
+
+def score_histogram(
+    labels: np.ndarray, scores: np.ndarray, classes: list[str], bins: int = 20
+) -> dict[str, Any]:
+    """How many test images of each true class got each P(positive) bin (``bins`` equal bins).
+
+    Returns:
+        ``{"edges": [0, ..., 1], "counts": {class: [count per bin]}}``; a score of exactly 1 falls
+        in the last bin.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    labels = np.asarray(labels, dtype=np.int64)
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    counts = {
+        name: np.histogram(scores[labels == index], bins=edges)[0].astype(int).tolist()
+        for index, name in enumerate(classes)
+    }
+    return {"edges": [round(float(e), 6) for e in edges], "counts": counts}

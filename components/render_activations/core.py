@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 from catsdogs.components.common import errors, images, model_dir, records, reports, storage
 from catsdogs.components.render_activations import layers, pictures
-from catsdogs.components.render_activations.page import index_html, section_html
+from catsdogs.components.render_activations.page import anchor, index_html, section_html
 
 DEFAULT_CHANNELS = (4, 7)  # what the seed shows for the first layer
+WHOLE_UP_TO = 64  # a layer with more channels shows only its most active ones (top_channels)
 INDEX_FILE = "index.html"
 
 
@@ -47,6 +48,8 @@ class RenderConfig:
         channels: Channels of ``layer`` to enlarge (empty = 4 and 7, clipped to the channel count).
         images_per_class: Test images per class rendered when no image is given.
         columns: Channels per row in the layer grids.
+        top_channels: How many of its most active channels a layer of more than ``WHOLE_UP_TO``
+            channels shows (its 512 tiles of 4x4 pixels would be noise).
         page_bytes: Most bytes index.html may take (the KFP UI loads it whole).
     """
 
@@ -54,6 +57,7 @@ class RenderConfig:
     channels: tuple[int, ...] = ()
     images_per_class: int = 2
     columns: int = 16
+    top_channels: int = 32
     page_bytes: int = 3_000_000
 
     def __post_init__(self) -> None:
@@ -65,6 +69,10 @@ class RenderConfig:
             )
         if not 1 <= self.columns <= 64:
             raise errors.SettingsError(f"columns must be in [1, 64], got {self.columns}.")
+        if not 1 <= self.top_channels <= WHOLE_UP_TO:
+            raise errors.SettingsError(
+                f"top_channels must be in [1, {WHOLE_UP_TO}], got {self.top_channels}."
+            )
         if self.page_bytes < 50_000:
             raise errors.SettingsError(f"page_bytes must be >= 50000, got {self.page_bytes}.")
 
@@ -131,6 +139,21 @@ def resolve_channels(ref: layers.LayerRef, count: int, channels: tuple[int, ...]
     return list(dict.fromkeys(min(c, count - 1) for c in DEFAULT_CHANNELS))
 
 
+def layer_grid(path: str, value: np.ndarray, config: RenderConfig) -> tuple[np.ndarray, str]:
+    """One layer's picture and caption: every channel, or the most active ones of a deep layer."""
+    height, width, count = value.shape
+    if count <= WHOLE_UP_TO:
+        grid = pictures.channel_grid(value, config.columns)
+        return grid, f"{path}: {height}x{width}, {count} channels"
+    top = pictures.top_channels(value, config.top_channels)
+    grid = pictures.channel_grid(value, 8, min_cell=64, max_cell=96, channels=top)
+    caption = (
+        f"{path}: {height}x{width}, the {len(top)} most active of its {count} channels "
+        "(highest mean activation first; each labelled with its channel number)"
+    )
+    return grid, caption
+
+
 def _training_curves(model_uri: str) -> bytes | None:
     """The curves PNG from the model folder's history.json (dict of lists or list of dicts)."""
     uri = storage.join(model_uri, model_dir.HISTORY_FILE)
@@ -188,13 +211,21 @@ def _page(
     budget: int,
 ) -> str:
     """index.html with JPEG copies of ``shown`` fitted into what the text leaves of ``budget``."""
+    toc = [
+        (
+            anchor(entry[0][0].split("/", 1)[0]) if entry else anchor(name),
+            f"{name}: {label}",
+            [(anchor(r), c.split(":", 1)[0]) for r, c in entry if "/layers/" in r],
+        )
+        for name, label, _, entry in entries
+    ]
 
     def page(embedded: dict[str, bytes]) -> str:
         sections = [
-            section_html(name, label, probability, classes, entry, embedded)
-            for name, label, probability, entry in entries
+            section_html(name, label, probability, classes, entry, embedded, toc[i][0])
+            for i, (name, label, probability, entry) in enumerate(entries)
         ]
-        return index_html(model_uri, sections, curves, budget)
+        return index_html(model_uri, sections, curves, budget, toc)
 
     text = len(page({}).encode("utf-8"))
     # base64 takes 4 bytes for 3; each <img> tag and data: prefix about 200 bytes more.
@@ -269,8 +300,7 @@ def render(
             value = activations[ref.path][0]
             add(
                 f"{folder}/layers/{index:02d}-{_slug(ref.path)}.png",
-                pictures.channel_grid(value, config.columns),
-                f"{ref.path}: {value.shape[0]}x{value.shape[1]}, {value.shape[2]} channels",
+                *layer_grid(ref.path, value, config),
             )
         entries.append((name, label, probability, entry))
     curves = _training_curves(model_uri)

@@ -37,20 +37,47 @@ def _shrink(channel: np.ndarray, max_cell: int) -> np.ndarray:
     return np.asarray(Image.fromarray(channel).resize(size, Image.Resampling.BILINEAR))
 
 
+def top_channels(activation: np.ndarray, count: int) -> list[int]:
+    """The ``count`` channels of ``[H, W, C]`` with the highest mean activation, most active first.
+
+    After a ReLU a channel's mean is how strongly, and how widely, its feature fired on this image;
+    dead channels (all zero) come last. Ties keep the lower channel number first.
+    """
+    means = np.asarray(activation, dtype=np.float64).mean(axis=(0, 1))
+    order = sorted(range(means.shape[0]), key=lambda c: (-means[c], c))
+    return order[:count]
+
+
+def _label(cell: np.ndarray, text: str) -> np.ndarray:
+    """``text`` (a channel number) in the top-left corner of an RGB cell, white on black."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray(cell)
+    draw = ImageDraw.Draw(picture)
+    box = draw.textbbox((0, 0), text)
+    draw.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=(0, 0, 0))
+    draw.text((2, 1), text, fill=(255, 255, 255))
+    return np.asarray(picture)
+
+
 def channel_grid(
     activation: np.ndarray,
     columns: int = 16,
     min_cell: int = 32,
     max_cell: int = 48,
     max_pixels: int = 262_144,
+    channels: list[int] | None = None,
 ) -> np.ndarray:
-    """All channels of one ``[H, W, C]`` activation tiled into an RGB picture (viridis, dead=black).
+    """Channels of one ``[H, W, C]`` activation tiled into an RGB picture (viridis, dead=black).
 
     Small maps are enlarged (nearest) to at least ``min_cell`` pixels, large ones shrunk to at most
     ``max_cell``, so a 64-channel 150x150 layer stays a picture a browser shows at once. Layers
     with hundreds of channels (deep backbones) get smaller cells, so that no grid holds much more
     than ``max_pixels`` and the page that embeds ~50 of them stays loadable in the KFP UI.
+    ``channels`` tiles only those (in that order), each labelled with its channel number.
     """
+    if channels is not None:
+        activation = np.asarray(activation)[..., list(channels)]
     height, width, count = activation.shape
     scaled = normalize_channels(activation)
     span = activation.max(axis=(0, 1)) - activation.min(axis=(0, 1))
@@ -71,6 +98,8 @@ def channel_grid(
         cell = _colorize(gray)
         if span[channel] <= 1e-12:
             cell[:] = 0
+        if channels is not None and min(cell_h, cell_w) >= 24:
+            cell = _label(cell, str(channels[channel]))
         top, left = row * (cell_h + gap), col * (cell_w + gap)
         grid[top : top + cell_h, left : left + cell_w] = cell
     return grid
