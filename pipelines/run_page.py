@@ -83,7 +83,7 @@ def interval_svg(accuracy: float, low: float, high: float, floor: float) -> str:
     ticks = "".join(
         f'<text x="{x(tick):.1f}" y="{height - 1}" font-size="9" fill="#59636e" '
         f'text-anchor="middle">{100 * tick:.0f}%</text>'
-        for tick in sorted({floor, 0.5, 0.75, 1.0})
+        for tick in sorted({floor, 0.25, 0.5, 0.75, 1.0})
         if tick >= floor
     )
 
