@@ -1,4 +1,4 @@
-"""KServe's storage initializer reads our s3:// export with the Secret docs/storage.md tells users to make.
+"""KServe's storage initializer reads our s3:// SERVING_URI with the Secret docs/storage.md tells users to make.
 
 kserve-storage 0.21.0 cannot be installed beside this project's pins (it requires
 google-cloud-storage 2.x), so the code that decides the download is ported, step by step:
@@ -25,9 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from catsdogs.components.common import storage
-from catsdogs.components.serve import deploy, export
-
-from tests.tiny_models import flat_model, save_model_dir
+from catsdogs.components.serve import deploy
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "storage.md"
 pytestmark = pytest.mark.s3
@@ -82,13 +80,19 @@ def _initializer_download(storage_uri: str, env: dict[str, str], target: Path) -
     return sorted(downloaded)
 
 
-def test_kserve_reads_the_s3_export_with_the_documented_secret(
+def test_kserve_reads_the_s3_serving_uri_with_the_documented_secret(
     s3_server: str, s3_bucket: str, tmp_path: Path
 ) -> None:
-    model = save_model_dir(flat_model(size=32, seed=3), tmp_path / "model")
+    # The layout export writes (a real export, and that none of its files is empty, which the
+    # initializer would skip: tests/test_object_storage_cli.py); two versions, as after two
+    # promotions.
     serving = f"{s3_bucket}/serving/catsdogs"
-    result = export.export(model, serving)
-    assert result.created and result.uri == f"{serving}/1"
+    for version in (1, 2):
+        folder = tmp_path / "export" / str(version)
+        for name in ("saved_model.pb", "fingerprint.pb", "variables/variables.index"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(f"{version}:{name}".encode())
+    storage.upload_dir(tmp_path / "export", serving, if_absent=True)
     secret, account = _documented_secret_and_account()
     assert account["kind"] == "ServiceAccount"
     assert account["secrets"] == [{"name": secret["metadata"]["name"]}]
@@ -106,6 +110,8 @@ def test_kserve_reads_the_s3_export_with_the_documented_secret(
     storage_uri = predictor["model"]["storageUri"]
     assert storage_uri == serving
     downloaded = _initializer_download(storage_uri, env, tmp_path / "mnt-models")
-    exported = [f"1/{name}" for name in storage.list_files(f"{serving}/1")]
-    assert downloaded == exported  # nothing skipped: no empty file in the export
-    assert (tmp_path / "mnt-models" / "1" / "saved_model.pb").stat().st_size > 0
+    assert downloaded == storage.list_files(serving)  # every version, at its relative path
+    for name in downloaded:  # TF Serving then loads the highest numbered version
+        assert (tmp_path / "mnt-models" / name).read_bytes() == (
+            tmp_path / "export" / name
+        ).read_bytes()
