@@ -5,7 +5,8 @@ same names, arguments and guarantees as ``gcs``'s, so ``storage`` treats both al
 
 - The endpoint is ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (MinIO; unset: Amazon S3), with
   path-style addressing when one is set; credentials come from boto3's standard chain
-  (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, shared files, IRSA web identity on EKS).
+  (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, shared files, IRSA web identity on EKS). An
+  endpoint that accepts no connection fails at once (``s3_client.client``).
 - Every call retries with botocore's own retry modes: ``standard`` (10 attempts) unless
   ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` choose otherwise; 500/503 SlowDown, 429, timeouts and
   connection resets are retried.
