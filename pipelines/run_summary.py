@@ -150,21 +150,39 @@ def gate(run_dir: Path, champion_uri: str, better: str, margin: float) -> run_pa
         return run_page.Gate(
             "none", "No champion gate: the run had no --champion-uri, so nothing was promoted."
         )
-    pointer = _json(Path(champion_uri) / "champion.json") if "://" not in champion_uri else None
-    version = f"v{pointer['version']:04d}" if pointer else "the champion"
+    pointer = _pointer(champion_uri)
     if _output(run_dir, promote.name):
-        before = pointer.get("previous_version") if pointer else None
+        if not pointer:
+            return run_page.Gate(
+                "promoted", f"Promoted: {better} is the champion at {champion_uri}."
+            )
+        before = pointer.get("previous_version")
         replaced = f", replacing v{before:04d}" if before else " (the first champion)"
         return run_page.Gate(
             "promoted",
-            f"Promoted: {better} is now champion {version}{replaced} at {champion_uri}.",
+            f"Promoted: {better} is now champion v{pointer['version']:04d}{replaced} at "
+            f"{champion_uri}.",
         )
-    held = f" (accuracy {pointer['score']:.3f})" if pointer else ""
+    version = f" v{pointer['version']:04d}" if pointer else ""
+    score = f" (accuracy {pointer['score']:.3f})" if pointer and "score" in pointer else ""
+    held = f"champion{version}{score}" if pointer else "the champion"
     return run_page.Gate(
         "kept",
-        f"Not promoted: {better} did not beat champion {version}{held} by more than the margin "
-        f"({margin:g}); the champion at {champion_uri} stays {version}.",
+        f"Not promoted: {better} did not beat {held} by more than the margin ({margin:g}); the "
+        f"champion at {champion_uri} stays{version}.",
     )
+
+
+def _pointer(champion_uri: str) -> dict[str, Any] | None:
+    """The champion record (champion.json) on any storage; None when it cannot be read."""
+    from catsdogs.components.common.errors import CatsdogsError
+    from catsdogs.components.promote import champion
+
+    try:
+        record = champion.read_pointer(champion_uri).record
+    except (CatsdogsError, OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "version" in record else None
 
 
 def _reports(run_dir: Path, scores: list[ModelScore], better: str) -> list[tuple[str, Path]]:
