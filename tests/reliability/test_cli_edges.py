@@ -22,15 +22,24 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A tiny model (48x48), its dataset, a folder of photos and an evaluation of the model."""
+    """A dataset, a folder of photos and a model folder (its model.keras only a placeholder:
+    these commands must fail on their output before they load anything)."""
     root = tmp_path_factory.mktemp("edges")
-    model = save_model_dir(flat_model(size=48), root / "model")
+    model = root / "model"
+    model.mkdir()
+    (model / "model.keras").write_bytes(b"not loaded")
     data = make_tiny_dataset(root / "data", per_class=2, size=48)
     photos = root / "photos"
     for index in range(3):
         for name in ("cat", "dog"):
             write_jpeg(photos / f"{name}.{index}.jpg", size=40, seed=index + 10 * (name == "dog"))
-    return {"model": model, "data": data, "photos": str(photos), "root": str(root)}
+    return {"model": str(model), "data": data, "photos": str(photos), "root": str(root)}
+
+
+@pytest.fixture(scope="module")
+def real_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real tiny Keras model (48x48), for the export that has to get as far as writing."""
+    return save_model_dir(flat_model(size=48), tmp_path_factory.mktemp("model") / "model")
 
 
 def _one_line_error(args: list[str]) -> str:
@@ -180,23 +189,31 @@ def test_a_file_given_as_output_folder_is_one_line(
     assert blocker.read_text() == "mine"
 
 
-def test_a_full_serving_disk_during_export_is_one_line(
-    work: dict[str, str], full_disk, tmp_path: Path
-) -> None:
+def test_a_full_serving_disk_during_export_is_one_line(full_disk, tmp_path: Path) -> None:
+    from catsdogs.components.common.errors import describe_os_error
+    from catsdogs.components.serve import export
+
     disk = full_disk(96)
-    message = _one_line_error(["export", "--model", work["model"], "--output", f"{disk}/s"])
-    assert message.startswith(f"Error: No space left on the disk of {disk}/s"), message
-    assert "MB are free" in message
+    saved = tmp_path / "saved"  # what export publishes: a SavedModel folder, larger than the disk
+    for name in ("saved_model.pb", "variables/variables.data-00000-of-00001"):
+        (saved / name).parent.mkdir(parents=True, exist_ok=True)
+        (saved / name).write_bytes(os.urandom(64 * 1024))
+    with pytest.raises(OSError) as caught:
+        export.publish(saved, f"{disk}/s/1")
+    message = describe_os_error(caught.value)  # what the CLI prints for every command
+    assert message is not None, caught.value
+    assert message.startswith(f"No space left on the disk of {disk}/s ("), message
+    assert "MB are free" in message and ".tmp-" not in message, message
     assert not [p for p in disk.rglob("*") if p.is_file()], "a partial copy was left behind"
 
 
 def test_a_full_tmpdir_during_export_is_one_line_naming_tmpdir(
-    work: dict[str, str], full_disk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    real_model: str, full_disk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     disk = full_disk(12)
     monkeypatch.setenv("TMPDIR", str(disk))
     monkeypatch.setattr(tempfile, "tempdir", str(disk))
-    message = _one_line_error(["export", "--model", work["model"], "--output", f"{tmp_path}/s"])
+    message = _one_line_error(["export", "--model", real_model, "--output", f"{tmp_path}/s"])
     assert "No space left on the disk of" in message and f"(in TMPDIR {disk})" in message, message
     assert "set TMPDIR to a folder on a larger disk" in message
     assert not (tmp_path / "s" / "1").exists()

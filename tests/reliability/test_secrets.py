@@ -83,7 +83,8 @@ def test_submit_refuses_credentials_in_any_uri_parameter() -> None:
         ["train-transfer", "--data", "{data}", "--output", "{tmp}/m",
          "--weights", f"https://alice:{PASSWORD}@example.com/vgg16_notop.h5"],
         ["deploy", "--serving-uri", "gs://b/s", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9"],
-        ["submit", "--source", "gs://b/raw", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9"],
+        ["submit", "--source", "gs://b/raw", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9",
+         "--allow-tag"],
     ],
     ids=["train-transfer --weights", "deploy --host", "submit --host"],
 )  # fmt: skip
