@@ -7,6 +7,7 @@ checks the bytes against TensorFlow's own writer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from pathlib import Path
@@ -84,3 +85,27 @@ def count_records(path: str | Path) -> int | None:
             handle.seek(offset)
             count += 1
     return count
+
+
+def digest_and_count(path: str | Path) -> tuple[str, int | None]:
+    """The sha256 of a local file and how many whole TFRecords it holds, in one read.
+
+    The count is None when a record is cut short or a header's CRC is bad (as ``count_records``).
+    """
+    digest = hashlib.sha256()
+    count, header_at, offset, partial, whole = 0, 0, 0, b"", True
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            block_start, offset = offset, offset + len(block)
+            while whole and header_at + len(partial) < offset:
+                start = header_at + len(partial) - block_start
+                partial += block[start : start + 12 - len(partial)]
+                if len(partial) < 12:
+                    break  # the header goes on in the next block
+                (length,) = struct.unpack("<Q", partial[:8])
+                whole = struct.unpack("<I", partial[8:])[0] == _masked_crc(partial[:8])
+                header_at, partial = header_at + 12 + length + 4, b""
+                count += whole
+    whole = whole and not partial and header_at == offset
+    return digest.hexdigest(), count if whole else None

@@ -163,7 +163,7 @@ def predict_split(
 
 def evaluate(
     model_uri: str,
-    data_uri: str,
+    data: str | records.Dataset,
     output_uri: str,
     config: EvaluateConfig | None = None,
     report_path: str | None = None,
@@ -173,7 +173,8 @@ def evaluate(
 
     Args:
         model_uri: Model folder (local, gs:// or s3://) with model.keras.
-        data_uri: Prepared dataset (local, gs:// or s3://) with manifest.json.
+        data: Prepared dataset (local, gs:// or s3://) with manifest.json, or that dataset
+            already opened (its manifest is not read again).
         output_uri: Evaluation folder (local, gs:// or s3://) to write into.
         config: Scoring settings.
         report_path: Also write report.html here (the KFP HTML artifact's file).
@@ -190,7 +191,8 @@ def evaluate(
             "gs:// or s3://bucket/prefix to write the evaluation to."
         )
     storage.check_folder(output_uri, "--output")
-    manifest = records.load_manifest(data_uri)
+    dataset = data if isinstance(data, records.Dataset) else records.Dataset.open(data)
+    data_uri, manifest = dataset.uri, dataset.manifest
     classes = list(manifest.classes)
     if len(classes) != 2:
         raise errors.DatasetError(
@@ -201,7 +203,7 @@ def evaluate(
         model = model_dir.load_model_file(model_file, model_uri)
     split_id = manifest.identity(("test",))
     _check_output_free(output_uri, model_sha256, split_id)
-    with records.local_dataset(data_uri, ("test",)) as (dataset_dir, manifest):
+    with records.local_dataset(dataset, ("test",)) as (dataset_dir, manifest):
         predictions = predict_split(model, dataset_dir, manifest, config)
     metrics = binary_metrics(predictions.labels, predictions.scores, config.threshold)
     metrics.update(

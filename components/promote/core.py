@@ -64,7 +64,11 @@ class PromotionResult:
 
 
 def _champion_score(
-    pointer: champion.Pointer, champion_uri: str, data_uri: str, split_id: str, metric: str
+    pointer: champion.Pointer,
+    champion_uri: str,
+    dataset: records.Dataset,
+    split_id: str,
+    metric: str,
 ) -> tuple[float | None, bool]:
     """The champion's ``metric`` on this test split: recorded, or re-measured when it differs.
 
@@ -80,7 +84,7 @@ def _champion_score(
         value = recorded.get(metric)
         return (None if value is None else float(value)), False
     with tempdirs.temporary("champion-eval") as tmp:
-        result = evaluate(version_dir, data_uri, str(tmp))
+        result = evaluate(version_dir, dataset, str(tmp))
     value = result.metrics.get(metric)
     return (None if value is None else float(value)), True
 
@@ -117,8 +121,9 @@ def promote(
     """
     config = config or PromoteConfig()
     evaluation = load_evaluation(evaluation_uri)
-    manifest = records.load_manifest(data_uri)
-    split_id = manifest.identity(("test",))
+    dataset = records.Dataset.open(data_uri)
+    manifest = dataset.manifest
+    split_id = dataset.identity(("test",))
     if evaluation.get("test_split_sha256") != split_id:
         raise errors.SettingsError(
             f"{evaluation_uri} was measured on another test split than {data_uri}'s; run "
@@ -148,7 +153,7 @@ def promote(
                     False, pointer.version, "this model is already the champion", score, score
                 )
             champion_score, reevaluated = _champion_score(
-                pointer, champion_uri, data_uri, split_id, config.metric
+                pointer, champion_uri, dataset, split_id, config.metric
             )
             if champion_score is not None and not score - champion_score > config.margin:
                 return PromotionResult(

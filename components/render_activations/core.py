@@ -108,9 +108,11 @@ def _image_slug(name: str) -> str:
     return _slug(stem)
 
 
-def test_images(data_uri: str, per_class: int) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+def test_images(
+    dataset: records.Dataset, per_class: int
+) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
     """The first ``per_class`` test images of each class (full size), and the class names."""
-    with records.local_dataset(data_uri, ("test",)) as (folder, manifest):
+    with records.local_dataset(dataset, ("test",)) as (folder, manifest):
         classes = list(manifest.classes)
         wanted = dict.fromkeys(range(len(classes)), per_class)
         picked: list[tuple[str, np.ndarray]] = []
@@ -192,7 +194,7 @@ def _sources(
             "Nothing to render: give --image files or --data with a test split."
         )
     if not image_uris:
-        sources, classes = test_images(data_uri, per_class)
+        sources, classes = test_images(records.Dataset.open(data_uri), per_class)
         if not sources:
             raise errors.DatasetError(f"The test split of {data_uri} holds no images to render.")
         return sources, classes, []

@@ -198,7 +198,7 @@ def _fit_head_on_features(
     if settings.checkpoint_dir:
         locations.append(storage.join(settings.checkpoint_dir, "features"))
     splits = compute_features(
-        context.data,
+        context.dataset,
         lambda: feature_extractor(backbone, settings),
         settings,
         key,

@@ -239,7 +239,7 @@ def save_features(
 
 
 def compute_features(
-    data: str,
+    data: str | records.Dataset,
     make_extractor: Callable[[], Any],
     settings: TransferSettings,
     key: dict[str, Any],
@@ -253,7 +253,8 @@ def compute_features(
     stored in every other location.
     """
     found, source = None, ""
-    manifest = records.load_manifest(data)
+    dataset = data if isinstance(data, records.Dataset) else records.Dataset.open(data)
+    manifest = dataset.manifest
     for base in locations:
         found = load_features(key_folder(base, key), key, manifest, log)
         if found is not None:
@@ -264,7 +265,7 @@ def compute_features(
         extractor = make_extractor()
         found, started = {}, time.monotonic()
         splits = tuple(s for s in records.SPLITS if s in manifest.splits)
-        with records.local_dataset(data, splits) as (folder, local_manifest):
+        with records.local_dataset(dataset, splits) as (folder, local_manifest):
             for split in splits:
                 images = input_pipeline(
                     folder,

@@ -92,14 +92,23 @@ class Trained:
 class RunContext:
     """What ``run_training`` hands the trainer's ``fit`` function."""
 
-    data: str
-    manifest: records.Manifest
+    dataset: records.Dataset
     settings: TrainingSettings
     checkpoint: str
     identity: dict[str, Any]
     log: Log
     output: str
     record: dict[str, Any] = field(repr=False)
+
+    @property
+    def data(self) -> str:
+        """The dataset's location, as given."""
+        return self.dataset.uri
+
+    @property
+    def manifest(self) -> records.Manifest:
+        """The dataset's manifest (read once, by ``run_training``)."""
+        return self.dataset.manifest
 
     def claim(self) -> None:
         """Record the run in the output (run.json); call once the inputs checked out."""
@@ -112,7 +121,7 @@ class RunContext:
         The output is claimed once they checked out, so a corrupt dataset fails before anything
         is written.
         """
-        with records.local_dataset(self.data, ("train", "val")) as (folder, manifest):
+        with records.local_dataset(self.dataset, ("train", "val")) as (folder, manifest):
             self.claim()
             yield folder, manifest
 
@@ -272,14 +281,15 @@ def run_training(
         StorageError: A disk filled up (the message names the folder and the space needed).
     """
     require_gpu_or_fail(settings.require_gpu)
-    manifest = records.load_manifest(data)
+    dataset = records.Dataset.open(data)
+    manifest = dataset.manifest
     identity = run_identity(kind, settings, manifest)
     if output_status(output, identity) == "complete":
         log(f"{output} already holds this finished run; nothing to do.")
         return finished_result(output, kind)
     record = run_record(kind, data, settings, manifest)
     checkpoint = checkpoint_location(output, settings)
-    context = RunContext(data, manifest, settings, checkpoint, identity, log, output, record)
+    context = RunContext(dataset, settings, checkpoint, identity, log, output, record)
     device = setup_device(settings)
     try:
         log(f"Training {title or kind} on {device.describe()}; data {data}; output {output}.")
