@@ -15,7 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from catsdogs.components.common import records
 from catsdogs.components.common.reports import html_page, markdown_html
+from catsdogs.components.evaluate.record import Evaluation
 from catsdogs.pipelines.local_console import format_seconds
 
 INDEX_FILE = "index.html"
@@ -50,7 +52,7 @@ class PageModel:
     epochs: int
     best_val: float | None
     best_epoch: int | None
-    evaluation: dict[str, Any]
+    evaluation: Evaluation | None
     reports: list[tuple[str, Path]]
 
 
@@ -126,11 +128,11 @@ def _models_table(run_dir: Path, models: list[PageModel], better: str) -> str:
             f"<td class=num><b>{_pct(model.accuracy)}</b><br>"
             f"<span class=muted>{_pct(model.low)} to {_pct(model.high)}</span></td>"
             f"<td>{interval_svg(model.accuracy, model.low, model.high, floor)}</td>"
-            f"<td class=num>{_pct(evaluation.get('precision'))} / "
-            f"{_pct(evaluation.get('recall'))}</td>"
+            f"<td class=num>{_pct(evaluation and evaluation.metric('precision'))} / "
+            f"{_pct(evaluation and evaluation.metric('recall'))}</td>"
             f"<td class=num>{best}</td><td class=num>{model.epochs}</td><td>{links}</td></tr>"
         )
-    positive = html.escape(str(models[0].evaluation.get("positive_class", "dog")))
+    positive = html.escape(records.CLASSES[1])
     return (
         "<table><tr><th>model</th><th>test accuracy<br>(95% interval)</th>"
         "<th>accuracy and interval</th><th>precision / recall<br>"

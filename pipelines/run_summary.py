@@ -10,39 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common.model_dir import EVALUATION_FILE, METRICS_FILE
+from catsdogs.components.common.model_dir import METRICS_FILE
+from catsdogs.components.evaluate.metrics import wilson_interval
+from catsdogs.components.evaluate.record import Evaluation
 from catsdogs.pipelines import run_page
 from catsdogs.pipelines.local_console import format_seconds
 
 INDEX_FILE = run_page.INDEX_FILE
-Z_95 = 1.959963984540054
-
-
-def wilson_interval(accuracy: float, count: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% by default).
-
-    Args:
-        accuracy: The observed proportion of correct answers.
-        count: How many answers it is measured on.
-        z: The normal quantile of the confidence level.
-
-    Returns:
-        ``(low, high)``; ``(0, 1)`` when ``count`` is 0.
-    """
-    if count <= 0:
-        return 0.0, 1.0
-    z2 = z * z
-    denominator = 1 + z2 / count
-    center = (accuracy + z2 / (2 * count)) / denominator
-    half = z * math.sqrt(accuracy * (1 - accuracy) / count + z2 / (4 * count * count))
-    return max(0.0, center - half / denominator), min(1.0, center + half / denominator)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +37,7 @@ class ModelScore:
     epochs: int
     evaluation_report: Path
     model_dir: Path | None = None
-    evaluation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    evaluation: Evaluation | None = None
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -84,15 +64,15 @@ def model_scores(run_dir: Path) -> list[ModelScore]:
     """Each evaluated model's score, best first."""
     scores = []
     for task in _tasks(run_dir, "evaluate"):
-        evaluation = _json(task / "evaluation" / EVALUATION_FILE)
-        if not evaluation:
+        evaluation = Evaluation.open_if_present(str(task / "evaluation"))
+        if evaluation is None or evaluation.model is None or evaluation.test_count is None:
             continue
-        model = Path(evaluation["model"])
-        accuracy, count = float(evaluation["accuracy"]), int(evaluation["test_count"])
-        if "accuracy_ci_low" in evaluation:
-            low, high = float(evaluation["accuracy_ci_low"]), float(evaluation["accuracy_ci_high"])
+        model = Path(evaluation.model)
+        accuracy, count = evaluation.accuracy, evaluation.test_count
+        if evaluation.accuracy_ci_low is not None and evaluation.accuracy_ci_high is not None:
+            low, high = evaluation.accuracy_ci_low, evaluation.accuracy_ci_high
         else:
-            low, high = wilson_interval(accuracy, count)
+            low, high = wilson_interval(round(accuracy * count), count) if count else (0.0, 1.0)
         metrics = _json(model / METRICS_FILE) or {}
         scores.append(
             ModelScore(

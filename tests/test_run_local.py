@@ -249,17 +249,6 @@ def test_task_console_shows_starts_ends_and_progress_and_logs_every_line(tmp_pat
     assert not (tmp_path / "logs").exists()
 
 
-def test_wilson_interval_matches_the_textbook_values() -> None:
-    from catsdogs.pipelines.run_summary import wilson_interval
-
-    low, high = wilson_interval(0.5, 100)
-    assert (round(low, 4), round(high, 4)) == (0.4038, 0.5962)
-    low, high = wilson_interval(0.96, 1000)
-    assert (round(low, 4), round(high, 4)) == (0.946, 0.9705)  # statsmodels: same
-    assert wilson_interval(1.0, 20)[1] == 1.0
-    assert wilson_interval(0.0, 0) == (0.0, 1.0)
-
-
 def _fake_run(run_dir: Path, scratch: float, transfer: float, promoted: bool) -> None:
     """The files the summary reads, as the pipeline writes them."""
     for trainer, evaluation, accuracy, epochs in (

@@ -29,19 +29,15 @@ from catsdogs.components.common import errors, images, model_dir, records, stora
 from catsdogs.components.common.progress import Progress
 from catsdogs.components.evaluate import figures as plots
 from catsdogs.components.evaluate.metrics import SCALARS, binary_metrics, score_histogram
+from catsdogs.components.evaluate.record import (
+    Evaluation,
+    InvalidEvaluationError,
+)
 from catsdogs.components.evaluate.report import ChampionView, report_html
 
 CONFUSION_FILE = "confusion.png"
 ROC_FILE = "roc.png"
 REPORT_FILE = "report.html"
-
-
-class EvaluationError(errors.CatsdogsError, FileNotFoundError):
-    """An evaluation folder that holds no evaluation.json."""
-
-
-class InvalidEvaluationError(errors.CatsdogsError, ValueError):
-    """An evaluation.json that is not a JSON object (damaged, or not written by ``evaluate``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,14 +253,17 @@ def champion_view(champion_uri: str, model_sha256: str, split_id: str) -> Champi
     if not record:
         return None
     label = f"champion v{int(record['version']):04d}"
-    uri = storage.join(champion_uri, record["path"], model_dir.EVALUATION_FILE)
-    recorded = json.loads(storage.read_text(uri)) if storage.exists(uri) else None
-    if not isinstance(recorded, dict) or "confusion_matrix" not in recorded:
+    try:
+        evaluation = Evaluation.open_if_present(storage.join(champion_uri, record["path"]))
+    except InvalidEvaluationError:
         return None
+    if evaluation is None or "confusion_matrix" not in evaluation.values:
+        return None
+    recorded = evaluation.values
     note = ""
     if record.get("model_sha256") == model_sha256:
         label += " (this model)"
-    if recorded.get("test_split_sha256") != split_id:
+    if evaluation.test_split_sha256 != split_id:
         note = (
             f"The {label} was measured on another test split, so its figures do not compare "
             "directly; the champion gate re-measures it on this split before it decides."
@@ -274,45 +273,24 @@ def champion_view(champion_uri: str, model_sha256: str, split_id: str) -> Champi
 
 def _check_output_free(output_uri: str, model_sha256: str, split_id: str) -> None:
     """Refuse to overwrite the evaluation of another model or test split (rerunning is fine)."""
-    uri = storage.join(output_uri, model_dir.EVALUATION_FILE)
-    if not storage.exists(uri):
-        return
     try:
-        previous = json.loads(storage.read_text(uri))
-    except json.JSONDecodeError:
-        previous = {}
-    if (
-        previous.get("model_sha256") != model_sha256
-        or previous.get("test_split_sha256") != split_id
-    ):
+        previous = Evaluation.open_if_present(output_uri)
+    except InvalidEvaluationError:
+        previous = Evaluation(accuracy=math.nan)  # unreadable: not this model's evaluation
+    if previous is None:
+        return
+    if previous.model_sha256 != model_sha256 or previous.test_split_sha256 != split_id:
         raise errors.OutputConflictError(
             f"{output_uri} already holds the evaluation of another model or test split "
-            f"({previous.get('model', '?')}); choose another --output or delete it first."
+            f"({previous.model or '?'}); choose another --output or delete it first."
         )
 
 
-def load_evaluation(evaluation_uri: str) -> dict[str, Any]:
-    """Read ``EVAL_DIR/evaluation.json`` written by ``evaluate``.
+def load_evaluation(evaluation_uri: str) -> Evaluation:
+    """``Evaluation.open``: read ``EVAL_DIR/evaluation.json`` written by ``evaluate``.
 
     Raises:
         EvaluationError: The folder has no evaluation.json.
-        InvalidEvaluationError: evaluation.json is not a JSON object (the message names it).
+        InvalidEvaluationError: evaluation.json cannot be parsed (the message names it).
     """
-    uri = storage.join(evaluation_uri, model_dir.EVALUATION_FILE)
-    if not storage.exists(uri):
-        raise EvaluationError(
-            f"{evaluation_uri} has no {model_dir.EVALUATION_FILE}; point --evaluation at the "
-            "output folder of `catsdogs evaluate`."
-        )
-    try:
-        evaluation = json.loads(storage.read_text(uri))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidEvaluationError(
-            f"{uri} is not valid JSON ({error}). Run `catsdogs evaluate` again to rewrite it."
-        ) from error
-    if not isinstance(evaluation, dict):
-        raise InvalidEvaluationError(
-            f"{uri} holds {type(evaluation).__name__}, expected a JSON object. Run `catsdogs "
-            "evaluate` again to rewrite it."
-        )
-    return evaluation
+    return Evaluation.open(evaluation_uri)

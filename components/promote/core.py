@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 from typing import Any
 
 from catsdogs.components.common import errors, model_dir, records, storage, tempdirs
-from catsdogs.components.evaluate.core import evaluate, load_evaluation
+from catsdogs.components.evaluate.core import evaluate
 from catsdogs.components.evaluate.metrics import SCALARS
+from catsdogs.components.evaluate.record import Evaluation
 from catsdogs.components.promote import champion
 
 HIGHER_IS_BETTER = ("accuracy", "f1", "roc_auc", "precision", "recall")
@@ -76,13 +76,9 @@ def _champion_score(
     """
     assert pointer.record is not None
     version_dir = storage.join(champion_uri, pointer.record["path"])
-    evaluation_uri = storage.join(version_dir, model_dir.EVALUATION_FILE)
-    recorded = (
-        json.loads(storage.read_text(evaluation_uri)) if storage.exists(evaluation_uri) else {}
-    )
-    if recorded.get("test_split_sha256") == split_id:
-        value = recorded.get(metric)
-        return (None if value is None else float(value)), False
+    recorded = Evaluation.open_if_present(version_dir)
+    if recorded is not None and recorded.test_split_sha256 == split_id:
+        return recorded.metric(metric), False
     with tempdirs.temporary("champion-eval") as tmp:
         result = evaluate(version_dir, dataset, str(tmp))
     value = result.metrics.get(metric)
@@ -120,30 +116,30 @@ def promote(
             another test split than ``data_uri``'s, or ``config.metric`` is undefined in it.
     """
     config = config or PromoteConfig()
-    evaluation = load_evaluation(evaluation_uri)
+    evaluation = Evaluation.open(evaluation_uri)
     dataset = records.Dataset.open(data_uri)
     manifest = dataset.manifest
     split_id = dataset.identity(("test",))
-    if evaluation.get("test_split_sha256") != split_id:
+    if evaluation.test_split_sha256 != split_id:
         raise errors.SettingsError(
             f"{evaluation_uri} was measured on another test split than {data_uri}'s; run "
             f"`catsdogs evaluate --model {model_uri} --data {data_uri}` and promote that evaluation."
         )
     model_sha256 = _model_sha256(model_uri)
-    if evaluation.get("model_sha256") != model_sha256:
+    if evaluation.model_sha256 != model_sha256:
         raise errors.SettingsError(
-            f"{evaluation_uri} is the evaluation of another model ({evaluation.get('model', '?')}, "
-            f"sha256 {str(evaluation.get('model_sha256'))[:12]}) than {model_uri} (sha256 "
+            f"{evaluation_uri} is the evaluation of another model ({evaluation.model or '?'}, "
+            f"sha256 {str(evaluation.model_sha256)[:12]}) than {model_uri} (sha256 "
             f"{model_sha256[:12]}); run `catsdogs evaluate --model {model_uri} --data {data_uri}` "
             "and promote that evaluation."
         )
     storage.check_folder(champion_uri, "--champion")
-    if evaluation.get(config.metric) is None:
+    score = evaluation.metric(config.metric)
+    if score is None:
         raise errors.SettingsError(
             f"{config.metric} is undefined in {evaluation_uri} (one-class test split?)."
         )
-    score = float(evaluation[config.metric])
-    evaluation_text = json.dumps(evaluation, indent=2, sort_keys=True)
+    evaluation_text = evaluation.to_json()
     for attempt in range(config.retries + 1):
         pointer = champion.read_pointer(champion_uri)
         champion_score, reevaluated = None, False
@@ -175,7 +171,7 @@ def promote(
                 "path": relative,
                 "metric": config.metric,
                 "score": score,
-                "metrics": {k: evaluation.get(k) for k in SCALARS},
+                "metrics": {k: evaluation.values.get(k) for k in SCALARS},
                 "model_sha256": model_sha256,
                 "source_model": str(model_uri),
                 "test_split_sha256": split_id,
