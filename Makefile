@@ -185,12 +185,12 @@ given = $(if $(filter command line environment,$(origin $(1))),$(2) "$($(1))")
 CLUSTER_PARAMS = $(call given,TRAIN_PER_CLASS,--train-per-class) \
 	$(call given,VAL_PER_CLASS,--val-per-class) $(call given,TEST_PER_CLASS,--test-per-class) \
 	$(call given,SCRATCH_EPOCHS,--scratch-epochs) $(call given,TRANSFER_EPOCHS,--transfer-epochs) \
-	$(call given,TRAINERS,--trainers) $(call given,WEIGHTS,--weights) \
+	$(call given,TRAINERS,--trainers) $(call given,WEIGHTS,--transfer-weights) \
 	$(call given,CHAMPION_URI,--champion-uri) $(call given,CHECKPOINT_ROOT,--checkpoint-root)
 
 run: ## The main job: the pipeline locally (kfp.local), 1000/500/500 photos per class, VGG16 features (TRAINERS=both adds the scratch CNN)
 	nice -n 10 $(BIN)/catsdogs run --source "$(SOURCE)" --output $(RUN_OUTPUT) $(RUN_ARGS) \
-		--weights "$(WEIGHTS)" --champion-uri "$(CHAMPION_URI)"
+		--transfer-weights "$(WEIGHTS)" --champion-uri "$(CHAMPION_URI)"
 
 run-smoke: ## The same graph on 80 photos in about a minute (wiring check, not a result; = make run SMOKE=1)
 	$(MAKE) --no-print-directory run SMOKE=1

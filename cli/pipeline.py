@@ -1,72 +1,39 @@
 """``catsdogs run``, ``submit`` and ``schedule``: the pipeline, locally or on a cluster.
 
-The pipeline parameters' defaults come from :class:`~catsdogs.pipelines.local_run.RunParameters`
-(which reads them from the components' settings); ``compile`` and the package a cluster command
-sends are in ``cli/package.py``.
+The run parameters' options are derived from their one definition,
+:class:`~catsdogs.pipelines.parameters.RunParameters` (``with_run_parameters``); ``compile`` and the
+package a cluster command sends are in ``cli/package.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from catsdogs.cli.package import AllowTagOption, PackageOption, RetryNoteOption, cluster_package
-from catsdogs.cli.train import Architecture, Augmentation, TransferMode
 from catsdogs.components.common import storage
-from catsdogs.pipelines import schedule
-from catsdogs.pipelines.local_run import RUNNERS, RunParameters
-from catsdogs.pipelines.pipeline import TRAINERS
+from catsdogs.pipelines import parameters, schedule
+from catsdogs.pipelines.local_run import RUNNERS
+from catsdogs.pipelines.parameters import RunParameters
 from catsdogs.pipelines.submit import Target
 
 app = typer.Typer()
 schedule_app = typer.Typer(help="Recurring runs (scheduled retraining): create, list, delete.")
 
-_RUN: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(RunParameters)}
 TARGET_DEFAULTS: dict[str, Any] = {
     field.name: field.default for field in dataclasses.fields(Target)
 }
 
-Trainers = enum.StrEnum("Trainers", [(name, name) for name in TRAINERS])  # type: ignore[misc]
-Trainers.__doc__ = "Which trainers a pipeline run uses."
-_DEFAULT_TRAINERS = Trainers(_RUN["trainers"])
 Runner = enum.StrEnum("Runner", [(name, name) for name in RUNNERS])  # type: ignore[misc]
 Runner.__doc__ = "How kfp.local runs each task of ``catsdogs run``."
 _DEFAULT_RUNNER = Runner(RUNNERS[0])
-_DEFAULT_MODE = TransferMode(_RUN["transfer_mode"])
-_DEFAULT_ARCHITECTURE = Architecture(_RUN["scratch_architecture"])
-_DEFAULT_AUGMENTATION = Augmentation(_RUN["scratch_augmentation"])
 
-# Pipeline parameters, shared by run, submit and schedule create.
-_Source = Annotated[
-    str, typer.Option(help="Folder, .zip/.tar, gs:// or s3:// prefix or https:// URL.")
-]
-_TrainPer = Annotated[int, typer.Option(help="Training images per class.")]
-_ValPer = Annotated[int, typer.Option(help="Validation images per class.")]
-_TestPer = Annotated[int, typer.Option(help="Test images per class.")]
-_Seed = Annotated[int, typer.Option(help="Seed for the split and training.")]
-_Trainers = Annotated[Trainers, typer.Option(help="Which trainers run.")]
-_ScratchEpochs = Annotated[int, typer.Option(help="Epochs for the CNN trained from scratch.")]
-_TransferEpochs = Annotated[int, typer.Option(help="Epochs for the transfer model's head.")]
-_Batch = Annotated[int, typer.Option(help="Batch size for both trainers.")]
-_LearningRate = Annotated[float, typer.Option(help="Learning rate of the scratch CNN.")]
-_Backbone = Annotated[str, typer.Option(help="keras.applications backbone (vgg16, ...).")]
-_Weights = Annotated[str, typer.Option(help="'imagenet' or a path to a weights .h5 file.")]
-_Mode = Annotated[TransferMode, typer.Option("--transfer-mode", help="How the backbone is used.")]
-_Champion = Annotated[str, typer.Option(help="Champion model URI; empty skips the gate.")]
-_Serving = Annotated[
-    str, typer.Option(help="gs:// / s3:// prefix to export and deploy champions to; empty: off.")
-]
-_ServiceName = Annotated[str, typer.Option(help="KServe InferenceService name of the champion.")]
-_Architecture = Annotated[Architecture, typer.Option(help="The CNN trained from scratch.")]
-_Augmentation = Annotated[Augmentation, typer.Option(help="The scratch CNN's augmentation.")]
-_StepsPerEpoch = Annotated[int, typer.Option(help="Scratch batches per epoch; 0: one pass.")]
-_Margin = Annotated[float, typer.Option(help="Accuracy a challenger must beat the champion by.")]
-_Checkpoints = Annotated[
-    str, typer.Option(help="gs:// / s3:// prefix for per-epoch checkpoints: a retry resumes.")
-]
 # Cluster connection (credentials only from the environment: KFP_TOKEN, KF_PIPELINES_*).
 HostOption = Annotated[
     str | None, typer.Option(help="KFP endpoint; default KFP_HOST or in-cluster.")
@@ -99,40 +66,50 @@ _CONNECTION = (
 )
 
 
-def _run_parameters(**values: Any) -> RunParameters:
-    values["trainers"] = Trainers(values["trainers"]).value
-    values["transfer_mode"] = TransferMode(values["transfer_mode"]).value
-    values["scratch_architecture"] = Architecture(values["scratch_architecture"]).value
-    values["scratch_augmentation"] = Augmentation(values["scratch_augmentation"]).value
-    return RunParameters(**values)
+def _choice_type(item: parameters.Parameter) -> Any:
+    """A str Enum of the parameter's choices (typer shows and checks them)."""
+    title = "".join(part.title() for part in item.name.split("_"))
+    return enum.StrEnum(title, [(choice, choice) for choice in item.choices])  # type: ignore[misc]
+
+
+def with_run_parameters(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command one option per run parameter (pipelines/parameters.py), first in --help.
+
+    The command takes ``parameters: RunParameters`` instead; its own options follow.
+    """
+    options = []
+    for item in parameters.fields():
+        kind: Any = _choice_type(item) if item.choices else item.type
+        default = item.default if not item.choices else kind(item.default)
+        annotation = Annotated[kind, typer.Option(help=parameters.description(item))]
+        options.append(
+            inspect.Parameter(
+                item.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+        )
+    own = inspect.signature(command, eval_str=True)
+    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values()]
+    rest = [p for p in rest if p.name != "parameters"]
+
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> None:
+        given = {name: values.pop(name) for name in parameters.NAMES}
+        plain = {k: v.value if isinstance(v, enum.Enum) else v for k, v in given.items()}
+        command(parameters=RunParameters(**plain), **values)
+
+    signature = own.replace(parameters=[*options, *rest])
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    return wrapper
 
 
 @app.command("run")
+@with_run_parameters
 def run_command(
-    source: _Source,
+    parameters: RunParameters,
     output: Annotated[Path, typer.Option(help="Local folder for the run's artifacts.")] = Path(
         "runs"
     ),
-    train_per_class: _TrainPer = _RUN["train_per_class"],
-    val_per_class: _ValPer = _RUN["val_per_class"],
-    test_per_class: _TestPer = _RUN["test_per_class"],
-    seed: _Seed = _RUN["seed"],
-    trainers: _Trainers = _DEFAULT_TRAINERS,
-    scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
-    scratch_architecture: _Architecture = _DEFAULT_ARCHITECTURE,
-    scratch_augmentation: _Augmentation = _DEFAULT_AUGMENTATION,
-    scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
-    transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
-    batch_size: _Batch = _RUN["batch_size"],
-    learning_rate: _LearningRate = _RUN["learning_rate"],
-    backbone: _Backbone = _RUN["backbone"],
-    weights: _Weights = _RUN["weights"],
-    transfer_mode: _Mode = _DEFAULT_MODE,
-    champion_uri: _Champion = _RUN["champion_uri"],
-    margin: _Margin = _RUN["margin"],
-    checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
-    serving_uri: _Serving = _RUN["serving_uri"],
-    service_name: _ServiceName = _RUN["service_name"],
     runner: Annotated[
         Runner,
         typer.Option(help="subprocess: tasks use this install; docker: every task in the image."),
@@ -150,38 +127,17 @@ def run_command(
     <task>/task.log beside its artifacts. The run ends with each model's test accuracy and 95%
     interval, the winner, the champion gate, the time per step and links to the reports.
     """
-    values = dict(locals())
     from catsdogs.pipelines.local_run import run_local
 
-    output, runner, image = values.pop("output"), values.pop("runner"), values.pop("image")
     storage.check_folder(output, "--output")
-    run = run_local(_run_parameters(**values), output, runner=runner.value, image=image)
+    run = run_local(parameters, output, runner=runner.value, image=image)
     typer.echo(run.summary())
 
 
 @app.command("submit")
+@with_run_parameters
 def submit_command(
-    source: _Source,
-    train_per_class: _TrainPer = _RUN["train_per_class"],
-    val_per_class: _ValPer = _RUN["val_per_class"],
-    test_per_class: _TestPer = _RUN["test_per_class"],
-    seed: _Seed = _RUN["seed"],
-    trainers: _Trainers = _DEFAULT_TRAINERS,
-    scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
-    scratch_architecture: _Architecture = _DEFAULT_ARCHITECTURE,
-    scratch_augmentation: _Augmentation = _DEFAULT_AUGMENTATION,
-    scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
-    transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
-    batch_size: _Batch = _RUN["batch_size"],
-    learning_rate: _LearningRate = _RUN["learning_rate"],
-    backbone: _Backbone = _RUN["backbone"],
-    weights: _Weights = _RUN["weights"],
-    transfer_mode: _Mode = _DEFAULT_MODE,
-    champion_uri: _Champion = _RUN["champion_uri"],
-    margin: _Margin = _RUN["margin"],
-    checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
-    serving_uri: _Serving = _RUN["serving_uri"],
-    service_name: _ServiceName = _RUN["service_name"],
+    parameters: RunParameters,
     package: PackageOption = None,
     host: HostOption = None,
     namespace: NamespaceOption = None,
@@ -197,11 +153,7 @@ def submit_command(
     values = dict(locals())
     from catsdogs.pipelines.submit import check_cluster_arguments, submit
 
-    connection = {k: values.pop(k) for k in _CONNECTION}
-    package, run_name = values.pop("package"), values.pop("run_name")
-    allow_tag = values.pop("allow_tag")
-    target = Target.from_environment(**connection)
-    parameters = _run_parameters(**values)
+    target = Target.from_environment(**{k: values[k] for k in _CONNECTION})
     check_cluster_arguments(parameters.arguments())  # before compiling or any request
     with cluster_package(package, allow_tag) as path:
         result = submit(path, target, parameters.arguments(), run_name=run_name)
@@ -212,34 +164,15 @@ def submit_command(
 
 
 @schedule_app.command("create")
+@with_run_parameters
 def schedule_create_command(
-    source: _Source,
+    parameters: RunParameters,
     cron: Annotated[str, typer.Option(help="'0 3 * * *' (5 fields) or 6 with seconds first.")],
     name: Annotated[str, typer.Option(help="Recurring run name.")] = schedule.DEFAULT_NAME,
     max_concurrency: Annotated[
         int, typer.Option(help="Runs at once, at most.")
     ] = schedule.DEFAULT_MAX_CONCURRENCY,
     catchup: Annotated[bool, typer.Option(help="Backfill every missed interval.")] = False,
-    train_per_class: _TrainPer = _RUN["train_per_class"],
-    val_per_class: _ValPer = _RUN["val_per_class"],
-    test_per_class: _TestPer = _RUN["test_per_class"],
-    seed: _Seed = _RUN["seed"],
-    trainers: _Trainers = _DEFAULT_TRAINERS,
-    scratch_epochs: _ScratchEpochs = _RUN["scratch_epochs"],
-    scratch_architecture: _Architecture = _DEFAULT_ARCHITECTURE,
-    scratch_augmentation: _Augmentation = _DEFAULT_AUGMENTATION,
-    scratch_steps_per_epoch: _StepsPerEpoch = _RUN["scratch_steps_per_epoch"],
-    transfer_epochs: _TransferEpochs = _RUN["transfer_epochs"],
-    batch_size: _Batch = _RUN["batch_size"],
-    learning_rate: _LearningRate = _RUN["learning_rate"],
-    backbone: _Backbone = _RUN["backbone"],
-    weights: _Weights = _RUN["weights"],
-    transfer_mode: _Mode = _DEFAULT_MODE,
-    champion_uri: _Champion = _RUN["champion_uri"],
-    margin: _Margin = _RUN["margin"],
-    checkpoint_root: _Checkpoints = _RUN["checkpoint_root"],
-    serving_uri: _Serving = _RUN["serving_uri"],
-    service_name: _ServiceName = _RUN["service_name"],
     package: PackageOption = None,
     host: HostOption = None,
     namespace: NamespaceOption = None,
@@ -255,28 +188,23 @@ def schedule_create_command(
     values = dict(locals())
     from catsdogs.pipelines.submit import check_cluster_arguments
 
-    connection = {k: values.pop(k) for k in _CONNECTION}
-    names = ("cron", "name", "max_concurrency", "catchup", "package", "retry_note", "allow_tag")
-    settings = {k: values.pop(k) for k in names}
-    kfp_cron = schedule.to_kfp_cron(settings["cron"])
-    target = Target.from_environment(**connection)
-    parameters = _run_parameters(**values)
+    kfp_cron = schedule.to_kfp_cron(cron)
+    target = Target.from_environment(**{k: values[k] for k in _CONNECTION})
     check_cluster_arguments(parameters.arguments())  # before compiling or any request
-    package = cluster_package(settings["package"], settings["allow_tag"], settings["retry_note"])
-    with package as path:
+    with cluster_package(package, allow_tag, retry_note) as path:
         created = schedule.create(
             path,
             target,
             parameters.arguments(),
             cron=kfp_cron,
-            name=settings["name"],
-            max_concurrency=settings["max_concurrency"],
-            no_catchup=not settings["catchup"],
+            name=name,
+            max_concurrency=max_concurrency,
+            no_catchup=not catchup,
         )
     if created.server.warning:
         typer.echo(created.server.warning, err=True)
     for old in created.replaced:
-        typer.echo(f"Replaced recurring run {old} of the same name ({settings['name']})")
+        typer.echo(f"Replaced recurring run {old} of the same name ({name})")
     typer.echo(
         f"Recurring run {created.recurring_run_id}: cron '{created.cron}' (KFP, seconds first)"
     )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from catsdogs.components.common.errors import SettingsError
 
 if TYPE_CHECKING:
-    from catsdogs.pipelines.local_run import RunParameters
+    from catsdogs.pipelines.parameters import RunParameters
     from kfp.dsl.graph_component import GraphComponent
     from kfp.local import DockerRunner
 
@@ -161,7 +161,7 @@ def mounts(parameters: RunParameters) -> list[Any]:
     from docker.types import Mount
 
     result = []
-    for path in (parameters.source, parameters.weights):
+    for path in (parameters.source, parameters.transfer_weights):
         if _is_local(path):
             result.append(Mount(target=path, source=path, type="bind", read_only=True))
     for path in (parameters.champion_uri, parameters.checkpoint_root):

@@ -41,7 +41,8 @@ from catsdogs.components.train_scratch.core import ScratchSettings
 from catsdogs.components.train_transfer.settings import TransferSettings
 from catsdogs.pipelines import docker_runner, local_console, run_folders, run_summary, task_errors
 from catsdogs.pipelines.options import PipelineOptions
-from catsdogs.pipelines.pipeline import TRAINERS, build_pipeline
+from catsdogs.pipelines.parameters import RunParameters
+from catsdogs.pipelines.pipeline import build_pipeline
 
 # How kfp.local runs each task: a subprocess of this Python, or a container of the image.
 RUNNERS = ("subprocess", "docker")
@@ -60,85 +61,6 @@ LOCAL_SCRATCH_EPOCHS = 8
 
 class TaskFailedError(CatsdogsError, RuntimeError):
     """A task of a local run failed: with its own user error, or its last lines are above."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunParameters:
-    """The pipeline's parameters; their defaults come from the components' settings.
-
-    The ``@dsl.pipeline`` function takes its defaults from here, and the CLI's options too.
-
-    Raises:
-        SettingsError: A value is out of range (checked by the components' settings too).
-    """
-
-    source: str
-    train_per_class: int = _PREPARE.train_per_class
-    val_per_class: int = _PREPARE.val_per_class
-    test_per_class: int = _PREPARE.test_per_class
-    seed: int = _PREPARE.seed
-    trainers: str = TRAINERS[0]
-    scratch_epochs: int = _SCRATCH.epochs
-    scratch_architecture: str = _SCRATCH.architecture
-    scratch_augmentation: str = _SCRATCH.augmentation
-    scratch_steps_per_epoch: int = _SCRATCH.steps_per_epoch
-    transfer_epochs: int = _TRANSFER.epochs
-    batch_size: int = _SCRATCH.batch_size
-    learning_rate: float = _SCRATCH.learning_rate
-    backbone: str = _TRANSFER.backbone
-    weights: str = _TRANSFER.weights
-    transfer_mode: str = _TRANSFER.mode
-    champion_uri: str = ""
-    margin: float = _PROMOTE.margin
-    checkpoint_root: str = ""
-    serving_uri: str = ""
-    service_name: str = "catsdogs"
-
-    def __post_init__(self) -> None:
-        if not self.source:
-            raise SettingsError("source must name a folder, archive, gs:// prefix or URL, got ''.")
-        if self.trainers not in TRAINERS:
-            raise SettingsError(
-                f"trainers must be one of {', '.join(TRAINERS)}, got {self.trainers!r}."
-            )
-        for name in (
-            "train_per_class",
-            "val_per_class",
-            "test_per_class",
-            "scratch_epochs",
-            "transfer_epochs",
-            "batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        # The components check the rest, with the same rules as when they run.
-        PrepareConfig(
-            train_per_class=self.train_per_class,
-            val_per_class=self.val_per_class,
-            test_per_class=self.test_per_class,
-            seed=self.seed,
-        )
-        common = {"batch_size": self.batch_size, "seed": self.seed}
-        ScratchSettings(
-            epochs=self.scratch_epochs,
-            learning_rate=self.learning_rate,
-            architecture=self.scratch_architecture,
-            augmentation=self.scratch_augmentation,
-            steps_per_epoch=self.scratch_steps_per_epoch,
-            **common,
-        )
-        TransferSettings(
-            backbone=self.backbone,
-            weights=self.weights,
-            mode=self.transfer_mode,
-            epochs=self.transfer_epochs,
-            **common,
-        )
-        PromoteConfig(margin=self.margin)
-
-    def arguments(self) -> dict[str, Any]:
-        """The pipeline arguments, by parameter name."""
-        return dataclasses.asdict(self)
 
 
 # The options of `catsdogs run`: one per pipeline parameter, plus where and how it runs.
@@ -207,9 +129,9 @@ def _absolute(parameters: RunParameters) -> RunParameters:
     return dataclasses.replace(
         parameters,
         source=resolve(parameters.source),
-        weights=resolve(parameters.weights)
-        if Path(parameters.weights).exists()
-        else parameters.weights,
+        transfer_weights=resolve(parameters.transfer_weights)
+        if Path(parameters.transfer_weights).exists()
+        else parameters.transfer_weights,
         champion_uri=resolve(parameters.champion_uri),
         checkpoint_root=resolve(parameters.checkpoint_root),
     )

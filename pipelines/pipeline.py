@@ -41,18 +41,18 @@ kfp is imported inside functions (house rule: importing this module stays cheap)
 """
 
 import contextlib
-import dataclasses
 import functools
+import types
 from typing import TYPE_CHECKING, Any
 
-from catsdogs.pipelines import placement
+from catsdogs.pipelines import parameters, placement
 from catsdogs.pipelines.options import PipelineOptions
 
 if TYPE_CHECKING:
     from kfp.dsl.graph_component import GraphComponent
 
 PIPELINE_NAME = "catsdogs"
-TRAINERS = ("both", "scratch", "transfer")
+DESCRIPTION = "Dogs vs cats: prepare, train from scratch and by transfer, evaluate, render."
 
 
 def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
@@ -75,12 +75,10 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     from catsdogs.components.train_scratch.component import train_scratch
     from catsdogs.components.train_transfer.component import train_transfer
     from catsdogs.pipelines import steps
-    from catsdogs.pipelines.local_run import RunParameters
     from kfp import dsl
     from kfp.dsl import Artifact, Dataset, Input, Model
 
     opts = options or PipelineOptions()
-    default: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RunParameters)}
     fingerprint_op = placement.light(steps.fingerprint_source)
     pick_better_op = placement.light(steps.pick_better)
     checkpoint_dirs_op = placement.light(steps.checkpoint_dirs)
@@ -198,68 +196,8 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                         "export and deploy",
                     ).set_caching_options(enable_caching=False)  # changes the cluster
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Dogs vs cats: prepare, train from scratch and by transfer, evaluate, render.",
-        pipeline_config=None if opts.local else placement.run_guards(opts),
-    )
-    def catsdogs(
-        source: str,
-        train_per_class: int = default["train_per_class"],
-        val_per_class: int = default["val_per_class"],
-        test_per_class: int = default["test_per_class"],
-        seed: int = default["seed"],
-        trainers: str = default["trainers"],
-        scratch_epochs: int = default["scratch_epochs"],
-        scratch_architecture: str = default["scratch_architecture"],
-        scratch_augmentation: str = default["scratch_augmentation"],
-        scratch_steps_per_epoch: int = default["scratch_steps_per_epoch"],
-        transfer_epochs: int = default["transfer_epochs"],
-        batch_size: int = default["batch_size"],
-        learning_rate: float = default["learning_rate"],
-        backbone: str = default["backbone"],
-        weights: str = default["weights"],
-        transfer_mode: str = default["transfer_mode"],
-        champion_uri: str = default["champion_uri"],
-        margin: float = default["margin"],
-        checkpoint_root: str = default["checkpoint_root"],
-        serving_uri: str = default["serving_uri"],
-        service_name: str = default["service_name"],
-    ) -> None:
-        """Dogs vs cats: prepare, train from scratch and by transfer, evaluate, render.
-
-        Args:
-            source: The photos: a gs:// prefix or an https:// URL of a .zip/.tar (cats and dogs
-                as <class>.<id>.jpg files or <class>/ subfolders).
-            train_per_class: Training images per class.
-            val_per_class: Validation images per class.
-            test_per_class: Test images per class (the evaluation's held-out split).
-            seed: Seed of the split and of both trainers.
-            trainers: Which trainers run: both (the better model is rendered and promoted),
-                scratch or transfer.
-            scratch_epochs: Epochs of the CNN trained from scratch.
-            scratch_architecture: The CNN trained from scratch: seed (the book's convnet) or
-                xception-mini (a small residual net with separable convolutions).
-            scratch_augmentation: seed (exactly ImageDataGenerator with the book's arguments)
-                or strong (the same with an 11-degree shear).
-            scratch_steps_per_epoch: Batches per scratch epoch (the book: 100); 0 means one
-                pass over the training split.
-            transfer_epochs: Epochs of the transfer model's head.
-            batch_size: Batch size of both trainers.
-            learning_rate: Learning rate of the CNN trained from scratch.
-            backbone: keras.applications backbone of the transfer model (vgg16, mobilenet_v2, ...).
-            weights: Backbone weights: imagenet (baked into the image) or a gs:// .h5 file.
-            transfer_mode: features (backbone run once, head trained on cached features), frozen
-                or fine-tune.
-            champion_uri: gs:// folder of the champion model; empty skips the champion gate.
-            margin: Test accuracy a challenger must beat the champion by to be promoted.
-            checkpoint_root: gs:// prefix for per-epoch checkpoints, so that a retried
-                (pre-empted) trainer resumes; empty: no checkpoints.
-            serving_uri: gs:// prefix for the champion's SavedModel versions; when set, a
-                promotion exports the new champion there and creates or updates the KServe
-                InferenceService; empty: no export, no deployment.
-            service_name: Name of the KServe InferenceService the champion is deployed as.
-        """
+    def catsdogs(*values: Any) -> None:
+        v = types.SimpleNamespace(**dict(zip(parameters.NAMES, values, strict=True)))
         with contextlib.ExitStack() as stack:
             if opts.retry_note and not opts.local:
                 from catsdogs.pipelines.retry_note import retry_note
@@ -271,15 +209,15 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                 note.set_cpu_request("100m").set_memory_request("256M")
                 stack.enter_context(dsl.ExitHandler(note, name="retraining"))
             fingerprint = named(
-                fingerprint_op(source=source, trainers=trainers), "fingerprint source"
+                fingerprint_op(source=v.source, trainers=v.trainers), "fingerprint source"
             ).set_caching_options(enable_caching=False)
             prepared = on_cpu(
                 prepare_dataset(
-                    source=source,
-                    train_per_class=train_per_class,
-                    val_per_class=val_per_class,
-                    test_per_class=test_per_class,
-                    seed=seed,
+                    source=v.source,
+                    train_per_class=v.train_per_class,
+                    val_per_class=v.val_per_class,
+                    test_per_class=v.test_per_class,
+                    seed=v.seed,
                     source_fingerprint=fingerprint.output,
                 ),
                 "prepare dataset",
@@ -287,24 +225,24 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
             data = prepared.outputs["dataset"]
             checkpoints = named(
                 checkpoint_dirs_op(
-                    checkpoint_root=checkpoint_root,
+                    checkpoint_root=v.checkpoint_root,
                     image=config.image(),
-                    source=source,
+                    source=v.source,
                     source_fingerprint=fingerprint.output,
-                    train_per_class=train_per_class,
-                    val_per_class=val_per_class,
-                    test_per_class=test_per_class,
-                    seed=seed,
-                    batch_size=batch_size,
-                    scratch_epochs=scratch_epochs,
-                    learning_rate=learning_rate,
-                    scratch_architecture=scratch_architecture,
-                    scratch_augmentation=scratch_augmentation,
-                    scratch_steps_per_epoch=scratch_steps_per_epoch,
-                    backbone=backbone,
-                    weights=weights,
-                    transfer_mode=transfer_mode,
-                    transfer_epochs=transfer_epochs,
+                    train_per_class=v.train_per_class,
+                    val_per_class=v.val_per_class,
+                    test_per_class=v.test_per_class,
+                    seed=v.seed,
+                    batch_size=v.batch_size,
+                    scratch_epochs=v.scratch_epochs,
+                    scratch_learning_rate=v.scratch_learning_rate,
+                    scratch_architecture=v.scratch_architecture,
+                    scratch_augmentation=v.scratch_augmentation,
+                    scratch_steps_per_epoch=v.scratch_steps_per_epoch,
+                    transfer_backbone=v.transfer_backbone,
+                    transfer_weights=v.transfer_weights,
+                    transfer_mode=v.transfer_mode,
+                    transfer_epochs=v.transfer_epochs,
                 ),
                 "name checkpoint folders",
             )
@@ -312,25 +250,25 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
             def scratch() -> Any:
                 return scratch_branch(
                     data=data,
-                    epochs=scratch_epochs,
-                    batch_size=batch_size,
-                    learning_rate=learning_rate,
-                    seed=seed,
+                    epochs=v.scratch_epochs,
+                    batch_size=v.batch_size,
+                    learning_rate=v.scratch_learning_rate,
+                    seed=v.seed,
                     checkpoint_dir=checkpoints.outputs["scratch"],
-                    architecture=scratch_architecture,
-                    augmentation=scratch_augmentation,
-                    steps_per_epoch=scratch_steps_per_epoch,
+                    architecture=v.scratch_architecture,
+                    augmentation=v.scratch_augmentation,
+                    steps_per_epoch=v.scratch_steps_per_epoch,
                 )
 
             def transfer() -> Any:
                 return transfer_branch(
                     data=data,
-                    backbone=backbone,
-                    weights=weights,
-                    mode=transfer_mode,
-                    epochs=transfer_epochs,
-                    batch_size=batch_size,
-                    seed=seed,
+                    backbone=v.transfer_backbone,
+                    weights=v.transfer_weights,
+                    mode=v.transfer_mode,
+                    epochs=v.transfer_epochs,
+                    batch_size=v.batch_size,
+                    seed=v.seed,
                     checkpoint_dir=checkpoints.outputs["transfer"],
                 )
 
@@ -339,13 +277,13 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                     model=branch.outputs["model"],
                     evaluation=branch.outputs["evaluation"],
                     data=data,
-                    champion_uri=champion_uri,
-                    margin=margin,
-                    serving_uri=serving_uri,
-                    service_name=service_name,
+                    champion_uri=v.champion_uri,
+                    margin=v.margin,
+                    serving_uri=v.serving_uri,
+                    service_name=v.service_name,
                 )
 
-            with dsl.If(trainers == "both", name="both-trainers"):
+            with dsl.If(v.trainers == "both", name="both-trainers"):
                 scratch_run, transfer_run = scratch(), transfer()
                 better = named(
                     pick_better_op(
@@ -358,9 +296,18 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
                     finish_with(scratch_run)
                 with dsl.Else(name="transfer-is-better"):
                     finish_with(transfer_run)
-            with dsl.Elif(trainers == "scratch", name="scratch-only"):
+            with dsl.Elif(v.trainers == "scratch", name="scratch-only"):
                 finish_with(scratch())
-            with dsl.Elif(trainers == "transfer", name="transfer-only"):
+            with dsl.Elif(v.trainers == "transfer", name="transfer-only"):
                 finish_with(transfer())
 
-    return catsdogs
+    # One definition of the parameters (pipelines/parameters.py): KFP reads this signature and
+    # docstring for the spec's inputs, defaults and descriptions.
+    catsdogs.__signature__ = parameters.pipeline_signature()  # type: ignore[attr-defined]
+    catsdogs.__doc__ = parameters.pipeline_docstring(DESCRIPTION)
+    catsdogs.__annotations__ = {p.name: p.type for p in parameters.fields()}
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=DESCRIPTION,
+        pipeline_config=None if opts.local else placement.run_guards(opts),
+    )(catsdogs)

@@ -53,12 +53,12 @@ def checkpoint_dirs(
     seed: int,
     batch_size: int,
     scratch_epochs: int,
-    learning_rate: float,
+    scratch_learning_rate: float,
     scratch_architecture: str,
     scratch_augmentation: str,
     scratch_steps_per_epoch: int,
-    backbone: str,
-    weights: str,
+    transfer_backbone: str,
+    transfer_weights: str,
     transfer_mode: str,
     transfer_epochs: int,
 ) -> NamedTuple(  # type: ignore[valid-type]
@@ -83,12 +83,12 @@ def checkpoint_dirs(
         seed: Seed of the split and of both trainers.
         batch_size: Batch size of both trainers.
         scratch_epochs: Epochs of the CNN trained from scratch.
-        learning_rate: Learning rate of the CNN trained from scratch.
+        scratch_learning_rate: Learning rate of the CNN trained from scratch.
         scratch_architecture: The scratch CNN's architecture.
         scratch_augmentation: The scratch CNN's augmentation.
         scratch_steps_per_epoch: Batches per scratch epoch.
-        backbone: The transfer model's backbone.
-        weights: The backbone's weights.
+        transfer_backbone: The transfer model's backbone.
+        transfer_weights: The backbone's weights.
         transfer_mode: features, frozen or fine-tune.
         transfer_epochs: Epochs of the transfer model.
 
@@ -110,14 +110,14 @@ def checkpoint_dirs(
     trainers = {
         "scratch": {
             "epochs": scratch_epochs,
-            "learning_rate": learning_rate,
+            "learning_rate": scratch_learning_rate,
             "architecture": scratch_architecture,
             "augmentation": scratch_augmentation,
             "steps_per_epoch": scratch_steps_per_epoch,
         },
         "transfer": {
-            "backbone": backbone,
-            "weights": weights,
+            "backbone": transfer_backbone,
+            "weights": transfer_weights,
             "mode": transfer_mode,
             "epochs": transfer_epochs,
         },

@@ -380,10 +380,10 @@ def check_cluster_arguments(arguments: dict[str, Any]) -> None:
             "prefix or an https:// URL; upload the data first (e.g. gsutil -m cp -r DIR "
             "gs://BUCKET/raw, or aws s3 cp --recursive DIR s3://BUCKET/raw)."
         )
-    weights = str(arguments.get("weights") or "imagenet")
+    weights = str(arguments.get("transfer_weights") or "imagenet")
     if weights not in ("imagenet", "none") and not weights.startswith(CLUSTER_STORAGE_SCHEMES):
         raise SettingsError(
-            f"weights {weights!r} is a local path the pods cannot read: use imagenet (baked into "
+            f"transfer_weights {weights!r} is a local path the pods cannot read: use imagenet (baked into "
             "the image) or a gs://BUCKET/....h5 or s3://BUCKET/....h5 file."
         )
     for name in ("champion_uri", "checkpoint_root", "serving_uri"):

@@ -385,7 +385,7 @@ def test_local_paths_are_mounted_at_the_same_path(tmp_path: Path) -> None:
     champion = tmp_path / "champion"
     parameters = RunParameters(
         source=str(photos),
-        weights="imagenet",
+        transfer_weights="imagenet",
         champion_uri=str(champion),
         checkpoint_root="gs://bucket/checkpoints",
     )

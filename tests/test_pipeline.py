@@ -16,8 +16,8 @@ from catsdogs.components.common import config
 from catsdogs.components.common.errors import SettingsError
 from catsdogs.pipelines import steps
 from catsdogs.pipelines.compile import check_image, compile_pipeline
-from catsdogs.pipelines.local_run import RunParameters
 from catsdogs.pipelines.options import PipelineOptions, Toleration, parse_node_selector
+from catsdogs.pipelines.parameters import RunParameters
 from typer.testing import CliRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "pipeline.yaml"
@@ -269,12 +269,12 @@ FOLDER_INPUTS = {
     "seed": 1337,
     "batch_size": 32,
     "scratch_epochs": 100,
-    "learning_rate": 1e-4,
+    "scratch_learning_rate": 1e-4,
     "scratch_architecture": "seed",
     "scratch_augmentation": "seed",
     "scratch_steps_per_epoch": 0,
-    "backbone": "vgg16",
-    "weights": "imagenet",
+    "transfer_backbone": "vgg16",
+    "transfer_weights": "imagenet",
     "transfer_mode": "features",
     "transfer_epochs": 30,
 }
@@ -304,7 +304,7 @@ def test_checkpoint_folders_are_named_from_what_decides_the_training(compiled: P
         changed = steps.checkpoint_dirs(**dict(FOLDER_INPUTS, **{name: other}))
         assert changed[0] != scratch and changed[1] != transfer, name
     # A trainer's own parameters move only its own folder.
-    changed = steps.checkpoint_dirs(**dict(FOLDER_INPUTS, learning_rate=1e-3))
+    changed = steps.checkpoint_dirs(**dict(FOLDER_INPUTS, scratch_learning_rate=1e-3))
     assert changed == (changed[0], transfer) and changed[0] != scratch
     changed = steps.checkpoint_dirs(**dict(FOLDER_INPUTS, transfer_epochs=5))
     assert changed == (scratch, changed[1]) and changed[1] != transfer
@@ -377,29 +377,42 @@ def test_local_build_requests_nothing_and_never_requires_gpu(tmp_path: Path) -> 
         assert "retryPolicy" not in task
 
 
-def test_parameter_defaults_agree_everywhere(compiled: Path) -> None:
-    spec, _ = load(compiled)
-    pipeline_defaults = {
-        name: p.get("defaultValue")
-        for name, p in spec["root"]["inputDefinitions"]["parameters"].items()
-    }
-    fields = {f.name: f.default for f in RunParameters.__dataclass_fields__.values()}
-    assert set(fields) == set(pipeline_defaults)
-    for name, default in fields.items():
-        if name != "source":
-            assert pipeline_defaults[name] == default, name
-    from catsdogs.cli import pipeline as cli
+def test_the_pipeline_and_the_cli_derive_from_the_one_parameter_definition(
+    compiled: Path,
+) -> None:
+    """pipelines/parameters.py defines each parameter once; the spec and three commands derive."""
+    import typer
+    from catsdogs.pipelines import parameters
 
-    for command in (cli.run_command, cli.submit_command, cli.schedule_create_command):
-        cli_defaults = {
-            n: p.default
-            for n, p in inspect.signature(command).parameters.items()
-            if n in fields and n != "source"
-        }
-        assert len(cli_defaults) == len(fields) - 1, command.__name__
-        for name, default in cli_defaults.items():
-            value = default.value if hasattr(default, "value") else default
-            assert value == fields[name], (command.__name__, name)
+    spec, _ = load(compiled)
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    defined = {item.name: item for item in parameters.fields()}
+    assert list(inputs) == sorted(defined)  # KFP sorts the inputs
+    kfp_types = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE"}
+    for name, item in defined.items():
+        assert inputs[name]["parameterType"] == kfp_types[item.type], name
+        assert inputs[name]["description"] == parameters.description(item), name
+        if name != "source":
+            assert inputs[name]["defaultValue"] == item.default, name
+    assert "defaultValue" not in inputs["source"]
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for command in (commands["run"], commands["submit"], commands["schedule"].commands["create"]):
+        options = {param.name: param for param in command.params}
+        for name, item in defined.items():
+            option = options[name]
+            assert option.opts == [f"--{name.replace('_', '-')}"], (command.name, name)
+            if name == "source":
+                assert option.required
+                continue
+            assert getattr(option.default, "value", option.default) == item.default, name
+            annotation = option.type_descriptor.annotation
+            choices = tuple(member.value for member in annotation) if item.choices else ()
+            assert choices == item.choices, (command.name, name)
+            if not item.choices:
+                assert annotation is item.type, (command.name, name)
+    # Names say whose they are: nothing trainer-specific without its trainer's prefix.
+    assert {"learning_rate", "backbone", "weights"}.isdisjoint(defined)
+    assert {"scratch_learning_rate", "transfer_backbone", "transfer_weights"} <= set(defined)
 
 
 def test_options_are_validated() -> None:

@@ -63,7 +63,7 @@ def test_whole_pipeline_runs_locally_and_writes_every_artifact(tmp_path: Path, b
             "1",
             "--batch-size",
             "4",
-            "--weights",
+            "--transfer-weights",
             "none",
             "--champion-uri",
             str(champion),
@@ -145,12 +145,14 @@ def test_local_paths_are_made_absolute(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "w.h5").write_bytes(b"x")
-    given = RunParameters(source="raw", weights="w.h5", champion_uri="champ")
+    given = RunParameters(source="raw", transfer_weights="w.h5", champion_uri="champ")
     made = _absolute(given)
     assert made.source == str(tmp_path.resolve() / "raw")
-    assert made.weights == str(tmp_path.resolve() / "w.h5")
+    assert made.transfer_weights == str(tmp_path.resolve() / "w.h5")
     assert made.champion_uri == str(tmp_path.resolve() / "champ")
-    remote = RunParameters(source="gs://b/raw", weights="imagenet", champion_uri="gs://b/c")
+    remote = RunParameters(
+        source="gs://b/raw", transfer_weights="imagenet", champion_uri="gs://b/c"
+    )
     assert _absolute(remote) == remote
 
 

@@ -218,7 +218,7 @@ def test_multi_user_server_without_a_profile_is_refused_before_any_upload(
     [
         ("--champion-uri", "runs/champion", "champion_uri 'runs/champion' is a local path"),
         ("--checkpoint-root", "/tmp/ckpt", "checkpoint_root '/tmp/ckpt' is a local path"),
-        ("--weights", "weights/vgg16.h5", "weights 'weights/vgg16.h5' is a local path"),
+        ("--transfer-weights", "w/vgg16.h5", "transfer_weights 'w/vgg16.h5' is a local path"),
     ],
 )
 def test_local_champion_checkpoints_or_weights_are_refused_before_any_call(
@@ -236,7 +236,7 @@ def test_s3_locations_are_accepted_and_reach_the_run(server: RecordingServer) ->
         "champion_uri": "s3://catsdogs/champion",
         "checkpoint_root": "s3://catsdogs/checkpoints",
         "serving_uri": "s3://catsdogs/serving",
-        "weights": "s3://catsdogs/weights/vgg16_notop.h5",
+        "transfer_weights": "s3://catsdogs/weights/vgg16_notop.h5",
     }
     options = [f"--{name.replace('_', '-')}" for name in uris]
     pairs = [
