@@ -14,6 +14,7 @@ from tests.k8s_recording_server import RecordingServer
 from tests.kfp_recording_server import RecordingServer as RecordingKfp
 
 PASSWORD = "pa@ss-w0rd"
+GOLDEN = Path(__file__).parents[1] / "golden" / "pipeline.yaml"  # no compile needed
 SIGNED = (
     "https://storage.googleapis.com/b/photos.zip?X-Goog-Algorithm=GOOG4-RSA-SHA256"
     "&X-Goog-Credential=sa%40p.iam.gserviceaccount.com&X-Goog-Signature=5ec12e7deadbeef"
@@ -84,7 +85,7 @@ def test_submit_refuses_credentials_in_any_uri_parameter() -> None:
          "--weights", f"https://alice:{PASSWORD}@example.com/vgg16_notop.h5"],
         ["deploy", "--serving-uri", "gs://b/s", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9"],
         ["submit", "--source", "gs://b/raw", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9",
-         "--allow-tag"],
+         "--allow-tag", "--package", str(GOLDEN)],
     ],
     ids=["train-transfer --weights", "deploy --host", "submit --host"],
 )  # fmt: skip
