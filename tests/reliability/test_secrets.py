@@ -116,3 +116,25 @@ def test_deploy_reads_its_token_from_a_file_or_the_environment(tmp_path: Path) -
     ]
     both = _error([*base, "--token", "x", "--token-file", str(token_file)])
     assert "give one of them" in both
+
+
+def test_a_bugs_traceback_is_printed_with_credentials_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from catsdogs.cli import app as cli
+    from catsdogs.pipelines import compile as compiler
+
+    def bug(*args, **kwargs):
+        raise RuntimeError(f"unexpected answer from https://alice:{PASSWORD}@example.com/x")
+
+    monkeypatch.setattr(compiler, "compile_pipeline", bug)
+    argv = ["catsdogs", "compile", "--output", str(tmp_path / "p.yaml"), "--allow-tag"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in stderr and "RuntimeError" in stderr
+    assert PASSWORD not in stderr and "https://***@example.com/x" in stderr
