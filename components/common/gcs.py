@@ -3,7 +3,9 @@
 ``storage`` is the API every component calls; it sends gs:// URIs here. This module holds the
 client, the object and listing calls, and what makes them reliable:
 
-- Every call retries transient errors with the library's default retry policy.
+- Every call retries transient errors with the library's default retry policy, within the
+  deadline and the shorter budget for an unreachable endpoint of ``gcs_retry``, whose errors
+  left after the retries end in one line.
 - A missing bucket or a permission problem fails fast with a ``StorageError`` that names the URI
   and the fix; a failed generation precondition is a ``PreconditionFailedError``.
 - Missing, expired or refused Google credentials, an unreachable storage emulator and an endpoint
@@ -27,13 +29,13 @@ import functools
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catsdogs.components.common import gcs_retry
 from catsdogs.components.common.errors import (
     AlreadyExistsError,
     CredentialsError,
@@ -156,123 +158,8 @@ def reset_client() -> None:
 
 
 def _retry() -> Any:
-    """The library's ``DEFAULT_RETRY``, with our deadline, giving up early when nothing connects.
-
-    google-cloud-storage 3.17.1 (``google/cloud/storage/retry.py``) retries connection errors,
-    408, 429 and 5xx for 120 s. Here the deadline is ``config.storage_retry_seconds()`` and an
-    endpoint that cannot be connected to at all (a name that does not resolve, a refused or
-    timed-out connection) is retried for ``config.storage_unreachable_seconds()`` only.
-    """
-    from catsdogs.components.common import config
-    from google.cloud.storage.retry import DEFAULT_RETRY
-
-    retryable = DEFAULT_RETRY._predicate  # the library's own choice of what is transient
-    budget = config.storage_unreachable_seconds()
-    first_failure: list[float] = []
-
-    def predicate(error: Exception) -> bool:
-        if not _cannot_connect(error):
-            return bool(retryable(error))
-        if not first_failure:
-            first_failure.append(time.monotonic())
-        return time.monotonic() - first_failure[0] < budget
-
-    return DEFAULT_RETRY.with_predicate(predicate).with_timeout(config.storage_retry_seconds())
-
-
-def _cannot_connect(error: BaseException) -> bool:
-    """Whether ``error`` is a connection that could not be made (not one broken mid-request)."""
-    import requests
-    import urllib3
-
-    seen: BaseException | None = error
-    for _ in range(6):  # requests.ConnectionError(MaxRetryError(reason=NewConnectionError)), ...
-        if seen is None:
-            return False
-        if isinstance(
-            seen,
-            (
-                requests.exceptions.ConnectTimeout,
-                urllib3.exceptions.NewConnectionError,
-                urllib3.exceptions.ConnectTimeoutError,
-            ),
-        ):
-            return True
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException) and seen.args:
-            inner = seen.args[0] if isinstance(seen.args[0], BaseException) else None
-        seen = inner or seen.__cause__
-    return False
-
-
-def _endpoint() -> str:
-    from catsdogs.components.common import config
-
-    return config.storage_emulator_host() or "storage.googleapis.com"
-
-
-def _server_error(error: BaseException) -> BaseException | None:
-    """The 5xx/429 answer behind ``error`` (itself or the last retried one), if that is what it is."""
-    from google.api_core import exceptions as gexc
-
-    found = getattr(error, "cause", None) if isinstance(error, gexc.RetryError) else error
-    code = getattr(found, "code", None)
-    if isinstance(found, gexc.GoogleAPICallError) and (code == 429 or (code or 0) >= 500):
-        return found
-    response = getattr(found, "response", None)  # google.resumable_media's InvalidResponse
-    status = getattr(response, "status_code", 0) or 0
-    return found if found is not None and (status == 429 or status >= 500) else None
-
-
-def _innermost(error: BaseException) -> BaseException:
-    """The error at the bottom of ``error``'s chain of wrappers (the one that names the cause)."""
-    seen = error
-    for _ in range(6):
-        inner = getattr(seen, "reason", None) or getattr(seen, "cause", None) or seen.__cause__
-        if not isinstance(inner, BaseException) and seen.args:
-            inner = seen.args[0]
-        if not isinstance(inner, BaseException):
-            break
-        seen = inner
-    return seen
-
-
-def _status(answer: BaseException) -> str:
-    """``503 (message)`` of an HTTP error answer (api_core's errors or resumable-media's)."""
-    code = getattr(answer, "code", None) or getattr(
-        getattr(answer, "response", None), "status_code", "?"
-    )
-    message = getattr(answer, "message", "") if hasattr(answer, "code") else ""
-    return f"{code} ({message})" if message else str(code)
-
-
-def _unavailable(error: BaseException, uri: str, action: str) -> None:
-    """Raise one line for an endpoint that could not be connected to or kept answering 5xx/429.
-
-    Raises:
-        StorageError: That is what ``error`` is (after the retries ``_retry`` allows).
-    """
-    import requests
-    from catsdogs.components.common import config
-
-    if _cannot_connect(error) or _cannot_connect(getattr(error, "cause", None) or error):
-        raise StorageError(
-            f"Could not {action} {uri}: cannot connect to the storage endpoint {_endpoint()} "
-            f"(gave up after {config.storage_unreachable_seconds():.0f} s: "
-            f"{_first_line(_innermost(error))}). Check the network, proxy and DNS settings (or "
-            "STORAGE_EMULATOR_HOST), then run it again."
-        ) from error
-    if (answer := _server_error(error)) is not None:
-        raise StorageError(
-            f"Could not {action} {uri}: the storage service kept answering {_status(answer)} "
-            f"through {config.storage_retry_seconds():.0f} s of retries. "
-            "It is overloaded or down: run it again later (nothing half-written is kept)."
-        ) from error
-    if isinstance(error, requests.exceptions.RequestException):
-        raise StorageError(
-            f"Could not {action} {uri}: the connection to {_endpoint()} failed "
-            f"({type(error).__name__}: {_first_line(error)}). Check the network and run it again."
-        ) from error
+    """The retry policy of every call (``gcs_retry.policy``: our deadline, unreachable endpoints)."""
+    return gcs_retry.policy()
 
 
 @contextlib.contextmanager
@@ -285,7 +172,7 @@ def _errors(uri: str, action: str) -> Iterator[None]:
         try:
             yield
         except Exception as error:
-            _unavailable(error, uri, action)  # one line when nothing answers, or only 5xx/429
+            gcs_retry.raise_if_unavailable(error, uri, action)  # nothing answers, or only 5xx
             raise
     except auth_exceptions.RefreshError as error:
         raise CredentialsError(
