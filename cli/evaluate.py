@@ -19,7 +19,11 @@ _PROMOTE = PromoteConfig()
 _RENDER = RenderConfig()
 
 ModelOption = Annotated[
-    str, typer.Option(help="Model folder or gs:// / s3:// prefix with model.keras.")
+    str,
+    typer.Option(
+        help="Model folder (model.keras), champion location (its current version) or champion "
+        "version (.../versions/v0003); local, gs:// or s3://."
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON instead of sentences.")
@@ -112,7 +116,9 @@ def evaluate(
 
 @app.command("promote")
 def promote(
-    model: ModelOption,
+    model: Annotated[
+        str, typer.Option(help="Model folder or gs:// / s3:// prefix with model.keras.")
+    ],
     evaluation: Annotated[str, typer.Option(help="Its evaluation folder (from `evaluate`).")],
     data: Annotated[str, typer.Option(help="The prepared dataset it was evaluated on.")],
     champion: Annotated[
@@ -209,6 +215,7 @@ def predict(
     if not 0.0 < threshold < 1.0:
         raise SettingsError(f"--threshold must be in (0, 1), got {threshold}.")
     failed = 0
+    model = model_dir.resolve(model).folder
     classes = model_dir.model_classes(model)
     # The result lines on a terminal are the progress; redirected, stderr shows n/N images.
     for item in predictor.predict(model, inputs, threshold, progress=not sys.stdout.isatty()):

@@ -132,6 +132,18 @@ def compile_command(
     serving_gpus: Annotated[
         int, typer.Option(help="GPUs per replica of the deployed InferenceService (0: CPU).")
     ] = _OPTIONS.serving_gpus,
+    serving_predictor: Annotated[
+        str, typer.Option(help="The InferenceService's predictor: catsdogs or tensorflow-serving.")
+    ] = _OPTIONS.serving_predictor,
+    serving_namespace: Annotated[
+        str, typer.Option(help="Namespace of the InferenceService; default: the run's own.")
+    ] = _OPTIONS.serving_namespace,
+    serving_service_account: Annotated[
+        str, typer.Option(help="Predictor service account that can read SERVING_URI.")
+    ] = _OPTIONS.serving_service_account,
+    serving_canary_percent: Annotated[
+        int, typer.Option(help="Traffic share for a new version's revision; -1: all of it.")
+    ] = _OPTIONS.serving_canary_percent,
     s3_endpoint: _S3Endpoint = _OPTIONS.s3_endpoint,
     s3_secret: _S3Secret = _OPTIONS.s3_secret,
     scratch_storage: _ScratchStorage = _OPTIONS.scratch_storage,
@@ -153,6 +165,10 @@ def compile_command(
         retries=retries,
         backoff_max_duration=backoff_max_duration,
         serving_gpus=serving_gpus,
+        serving_predictor=serving_predictor,
+        serving_namespace=serving_namespace,
+        serving_service_account=serving_service_account,
+        serving_canary_percent=serving_canary_percent,
         s3_endpoint=s3_endpoint,
         s3_secret=s3_secret,
         scratch_storage=scratch_storage,

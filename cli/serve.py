@@ -11,7 +11,7 @@ from catsdogs.components.common import storage
 from catsdogs.components.serve.deploy import DeploySettings
 
 app = typer.Typer()
-_DEPLOY = DeploySettings(name="catsdogs", serving_uri="gs://bucket/serving")  # for its defaults
+_DEPLOY = DeploySettings(name="catsdogs", storage_uri="gs://bucket/serving/v0001")  # its defaults
 
 ServingUriOption = Annotated[
     str,
@@ -62,25 +62,46 @@ def serve(
     model: Annotated[
         str,
         typer.Option(
-            help="SERVING_URI (highest version), a version folder, a model folder or a champion."
+            help="SERVING_URI (its newest complete version), a version prefix (vNNNN, or "
+            "/mnt/models), a SavedModel folder, a model folder or a champion location or version."
         ),
     ],
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8080,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 inside a predictor pod.")
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the model on 127.0.0.1 with KServe's model server (V1 and V2 protocols).
 
     POST /v1/models/catsdogs:predict with {"instances": [{"b64": "<base64 JPEG>"}]}, or
     /v2/models/catsdogs/infer with a BYTES input image_bytes (base64) or FP32 input pixels.
+    TF Serving's other REST bodies work too: {"instances": [{"image_bytes": {"b64": ...}}]} and
+    {"inputs": {"image_bytes": [{"b64": ...}]}}. GET /v2/models/catsdogs lists inputs and outputs.
     Health: /v2/health/live, readiness: /v2/health/ready. Stop with Ctrl-C.
     """
     from catsdogs.components.serve import server
 
-    server.serve(model, port)
+    server.serve(model, port, host)
 
 
 @app.command("deploy")
 def deploy(
-    serving_uri: ServingUriOption,
+    serving_uri: Annotated[
+        str,
+        typer.Option(
+            help="SERVING_URI (then --version, else its newest complete version) or one version "
+            "prefix SERVING_URI/vNNNN."
+        ),
+    ],
+    version: Annotated[
+        int | None, typer.Option(help="The exported version to serve (SERVING_URI/vNNNN).")
+    ] = None,
+    predictor: Annotated[
+        str, typer.Option(help="catsdogs (our image and server) or tensorflow-serving.")
+    ] = _DEPLOY.predictor,
+    image: Annotated[
+        str, typer.Option(help="Image of the catsdogs predictor; default: the pipeline's image.")
+    ] = "",
     name: Annotated[str, typer.Option(help="InferenceService name.")] = _DEPLOY.name,
     namespace: Annotated[
         str, typer.Option(help="Namespace; default: the pod's, else 'default'.")
@@ -96,7 +117,10 @@ def deploy(
         str, typer.Option(help="GPU resource name.")
     ] = _DEPLOY.accelerator_type,
     runtime_version: Annotated[
-        str, typer.Option(help="TF Serving image tag, e.g. 2.6.2-gpu with --gpus.")
+        str,
+        typer.Option(
+            help="tensorflow-serving only: the TF Serving tag (not older than the pinned one)."
+        ),
     ] = _DEPLOY.runtime_version,
     cpu: Annotated[str, typer.Option(help="CPU request and limit.")] = _DEPLOY.cpu,
     memory: Annotated[str, typer.Option(help="Memory request and limit.")] = _DEPLOY.memory,
@@ -124,15 +148,19 @@ def deploy(
 ) -> None:
     """Create or update the KServe InferenceService serving SERVING_URI (server-side apply).
 
-    Rerunning with the same options changes nothing. The RBAC the caller needs is in the
-    docstring of catsdogs.components.serve.deploy (inferenceservices: get, create, patch).
+    storageUri is one version's prefix (SERVING_URI/vNNNN), so each new version is a new revision.
+    Rerunning with the same options changes nothing. The RBAC the caller needs, and the
+    predictor's service account, are in components/serve/manifests/rbac.yaml.
     """
     import yaml
     from catsdogs.components.serve import deploy as deployer
+    from catsdogs.components.serve import export as exporter
 
     settings = DeploySettings(
         name=name,
-        serving_uri=serving_uri,
+        storage_uri=exporter.deployable_version(serving_uri, version),
+        predictor=predictor,
+        image=image,
         namespace=namespace,
         service_account=service_account,
         canary_traffic_percent=canary_traffic_percent,

@@ -90,6 +90,11 @@ class PipelineOptions:
     backoff_factor: int = 2
     backoff_max_duration: str = "86400s"
     # The InferenceService's predictor (the deploy step after a promotion, when serving_uri is set).
+    # Checked by the deploy step's own settings (components/serve/deploy.py), with its defaults.
+    serving_predictor: str = "catsdogs"
+    serving_namespace: str = ""
+    serving_service_account: str = "catsdogs-predictor"
+    serving_canary_percent: int = -1
     serving_gpus: int = 0
     serving_cpu: str = "1"
     serving_memory: str = "2Gi"
@@ -123,6 +128,20 @@ class PipelineOptions:
             )
         if not 0 <= self.serving_gpus <= 8:
             raise SettingsError(f"serving_gpus must be between 0 and 8, got {self.serving_gpus}.")
+        from catsdogs.components.serve.deploy import DeploySettings
+
+        DeploySettings(
+            name="catsdogs",
+            storage_uri="gs://bucket/serving/v0001",
+            predictor=self.serving_predictor,
+            namespace=self.serving_namespace,
+            service_account=self.serving_service_account,
+            canary_traffic_percent=None
+            if self.serving_canary_percent < 0
+            else self.serving_canary_percent,
+            gpus=self.serving_gpus,
+            runtime_version=self.serving_runtime_version,
+        )
         for name in (
             "gpu_cpu_request",
             "gpu_memory_request",

@@ -67,7 +67,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_plain_tensorflow_answers_serving_default_on_jpeg_bytes_like_predict(served):
-    version = served["serving"] / "1"
+    version = served["serving"] / "v0001" / "1"
     assert (version / "saved_model.pb").is_file()
     script = textwrap.dedent(
         """
@@ -118,10 +118,11 @@ def test_export_numbers_the_version_after_the_champion(served, tmp_path):
     save_model_dir(flat_model(size=32, seed=3), champion / "versions" / "v0007")
     (champion / "champion.json").write_text(json.dumps({"version": 7, "path": "versions/v0007"}))
     result = export.export(str(champion), str(tmp_path / "serving"))
-    assert result.version == 7 and (tmp_path / "serving" / "7" / "saved_model.pb").is_file()
+    assert result.version == 7
+    assert (tmp_path / "serving" / "v0007" / "1" / "saved_model.pb").is_file()
     from_folder = export.export(str(champion / "versions" / "v0007"), str(tmp_path / "serving"))
     assert (from_folder.version, from_folder.created) == (7, False)
-    record = json.loads((tmp_path / "serving" / "7" / export.RECORD_FILE).read_text())
+    record = json.loads((tmp_path / "serving" / "v0007" / "1" / export.RECORD_FILE).read_text())
     assert record["classes"] == ["cat", "dog"] and record["image_size"] == [32, 32]
 
 
@@ -148,8 +149,8 @@ def test_export_needs_a_fixed_input_size(tmp_path):
 @pytest.mark.gcs
 def test_export_to_gcs_writes_the_version_and_reexports_as_a_noop(served, bucket):
     first = export.export(served["model"], f"{bucket}/serving")
-    assert first.uri == f"{bucket}/serving/1" and first.created
-    names = storage.list_files(f"{bucket}/serving/1")
+    assert first.uri == f"{bucket}/serving/v0001" and first.created
+    names = storage.list_files(f"{bucket}/serving/v0001/1")
     assert {"saved_model.pb", export.RECORD_FILE, "variables/variables.index"} <= set(names)
     assert not export.export(served["model"], f"{bucket}/serving").created
 
@@ -313,9 +314,10 @@ def test_deploy_dry_run_prints_an_inference_service():
     result = runner.invoke(
         app,
         [
-            "deploy", "--serving-uri", "gs://b/serving/catsdogs", "--name", "catsdogs",
-            "--namespace", "ml", "--service-account", "kserve-gcs", "--canary-traffic-percent",
-            "10", "--gpus", "1", "--runtime-version", "2.6.2-gpu", "--dry-run",
+            "deploy", "--serving-uri", "gs://b/serving/catsdogs", "--version", "3", "--name",
+            "catsdogs", "--namespace", "ml", "--service-account", "kserve-gcs",
+            "--canary-traffic-percent", "10", "--gpus", "1", "--predictor", "tensorflow-serving",
+            "--dry-run",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -330,11 +332,12 @@ def test_deploy_dry_run_prints_an_inference_service():
     assert predictor["serviceAccountName"] == "kserve-gcs"
     assert predictor["canaryTrafficPercent"] == 10
     assert predictor["model"]["modelFormat"] == {"name": "tensorflow"}
-    assert predictor["model"]["storageUri"] == "gs://b/serving/catsdogs"
-    assert predictor["model"]["runtimeVersion"] == "2.6.2-gpu"
+    assert predictor["model"]["storageUri"] == "gs://b/serving/catsdogs/v0003"
+    assert predictor["model"]["runtimeVersion"] == f"{deploy.TF_SERVING_VERSION}-gpu"
     assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    cpu_only = deploy.manifest(deploy.DeploySettings("catsdogs", "gs://b/s", namespace="ml"))
-    assert "nvidia.com/gpu" not in cpu_only["spec"]["predictor"]["model"]["resources"]["limits"]
+    cpu_only = deploy.manifest(deploy.DeploySettings("catsdogs", "gs://b/s/v0001", namespace="ml"))
+    limits = cpu_only["spec"]["predictor"]["containers"][0]["resources"]["limits"]
+    assert "nvidia.com/gpu" not in limits
     assert "canaryTrafficPercent" not in cpu_only["spec"]["predictor"]
 
 
@@ -342,20 +345,21 @@ def test_deploy_dry_run_prints_an_inference_service():
     ("options", "message"),
     [
         ({"name": "Cats_Dogs"}, "DNS label"),
-        ({"serving_uri": "/tmp/serving"}, "storage the cluster can read"),
+        ({"storage_uri": "/tmp/serving/v0001"}, "storage the cluster can read"),
+        ({"storage_uri": "gs://b/serving"}, "one exported version"),
         ({"canary_traffic_percent": 101}, "canary"),
         ({"memory": "lots"}, "quantity"),
     ],
 )
 def test_deploy_settings_name_the_bad_value(options, message):
-    values = {"name": "catsdogs", "serving_uri": "gs://b/s"} | options
+    values = {"name": "catsdogs", "storage_uri": "gs://b/s/v0001"} | options
     with pytest.raises(SettingsError, match=message):
         deploy.DeploySettings(**values)
 
 
 def test_deploy_applies_server_side_and_a_rerun_is_idempotent():
     with RecordingServer() as k8s:
-        settings = deploy.DeploySettings("catsdogs", "gs://b/serving", namespace="ml")
+        settings = deploy.DeploySettings("catsdogs", "gs://b/serving/v0001", namespace="ml")
         client = deploy.api_client(k8s.url, "secret-token")
         first = deploy.apply(deploy.manifest(settings), client)
         again = deploy.apply(deploy.manifest(settings), client)
@@ -377,11 +381,11 @@ def test_deploy_applies_server_side_and_a_rerun_is_idempotent():
 
 def test_deploy_cli_reports_the_applied_object_and_api_errors():
     with RecordingServer() as k8s:
-        args = ["deploy", "--serving-uri", "gs://b/s", "--namespace", "ml", "--host", k8s.url]
+        args = ["deploy", "--serving-uri", "gs://b/s/v0001", "--namespace", "ml", "--host", k8s.url]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["applied"] == "ml/catsdogs"
-        body = deploy.manifest(deploy.DeploySettings("catsdogs", "gs://b/s", namespace="ml"))
+        body = deploy.manifest(deploy.DeploySettings("catsdogs", "gs://b/s/v0001", namespace="ml"))
         body["kind"] = "Deployment"  # the API answers 400
         with pytest.raises(deploy.DeployError, match="400"):
             deploy.apply(body, deploy.api_client(k8s.url))
@@ -393,9 +397,11 @@ def test_pipeline_step_defaults_match_the_deploy_settings():
     from catsdogs.components.serve.component import export_and_deploy
 
     parameters = inspect.signature(export_and_deploy.python_func).parameters
-    defaults = deploy.DeploySettings("catsdogs", "gs://b/s")
+    defaults = deploy.DeploySettings("catsdogs", "gs://b/s/v0001")
     for name in (
         "name",
+        "predictor",
+        "image",
         "namespace",
         "service_account",
         "gpus",
@@ -417,7 +423,8 @@ def test_pipeline_step_exports_the_champion_and_applies(served, bucket, tmp_path
     uri = export_and_deploy.python_func(
         champion_uri=str(champion), serving_uri=f"{bucket}/serving", namespace="ml", dry_run=True
     )
-    assert uri == f"{bucket}/serving/2"
-    assert storage.exists(f"{bucket}/serving/2/saved_model.pb")
+    assert uri == f"{bucket}/serving/v0002"
+    assert storage.exists(f"{bucket}/serving/v0002/1/saved_model.pb")
     body = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert body["spec"]["predictor"]["model"]["storageUri"] == f"{bucket}/serving"
+    assert deploy.storage_uri_of(body) == f"{bucket}/serving/v0002"
+    assert body["spec"]["predictor"]["serviceAccountName"] == "catsdogs-predictor"

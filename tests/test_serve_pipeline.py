@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,3 +37,64 @@ def test_side_effect_steps_are_never_cached(spec: dict[str, Any], component: str
     assert len(tasks) == 4  # one per finish copy
     for task in tasks:
         assert task.get("cachingOptions", {}).get("enableCache", False) is False, task
+
+
+def test_deploy_step_passes_predictor_service_account_namespace_and_canary(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from catsdogs.pipelines.options import PipelineOptions
+
+    options = PipelineOptions(
+        serving_namespace="kubeflow-user-a",
+        serving_service_account="gcs-reader",
+        serving_canary_percent=10,
+        serving_predictor="tensorflow-serving",
+    )
+    path = compile_pipeline(tmp_path_factory.mktemp("c") / "p.yaml", options)
+    spec = next(iter(yaml.safe_load_all(path.read_text())))
+    for task in tasks_of(spec, "export-and-deploy"):
+        given = {
+            name: value["runtimeValue"]["constant"]
+            for name, value in task["inputs"]["parameters"].items()
+            if "runtimeValue" in value
+        }
+        assert given["service_account"] == "gcs-reader"
+        assert given["namespace"] == "kubeflow-user-a"
+        assert given["canary_traffic_percent"] == 10
+        assert given["predictor"] == "tensorflow-serving"
+        assert given["image"]  # the pipeline's own image: the catsdogs predictor runs it
+
+
+def test_default_deploy_step_names_the_shipped_predictor_account(spec: dict[str, Any]) -> None:
+    rbac = list(
+        yaml.safe_load_all(
+            (Path(__file__).parents[1] / "components/serve/manifests/rbac.yaml").read_text()
+        )
+    )
+    kinds = {doc["kind"]: doc for doc in rbac if doc}
+    assert set(kinds) == {"ServiceAccount", "Role", "RoleBinding"}
+    rule = kinds["Role"]["rules"][0]
+    assert rule["resources"] == ["inferenceservices"] and {"get", "create", "patch"} <= set(
+        rule["verbs"]
+    )
+    assert kinds["RoleBinding"]["roleRef"]["name"] == kinds["Role"]["metadata"]["name"]
+    for task in tasks_of(spec, "export-and-deploy"):
+        account = task["inputs"]["parameters"]["service_account"]["runtimeValue"]["constant"]
+        assert account == kinds["ServiceAccount"]["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"serving_namespace": ".."}, "DNS label"),
+        ({"serving_service_account": "a/b"}, "DNS label"),
+        ({"serving_predictor": "triton"}, "predictor"),
+        ({"serving_runtime_version": "2.6.2", "serving_predictor": "tensorflow-serving"}, "older"),
+    ],
+)
+def test_serving_compile_options_are_checked(options: dict[str, Any], message: str) -> None:
+    from catsdogs.components.common.errors import SettingsError
+    from catsdogs.pipelines.options import PipelineOptions
+
+    with pytest.raises(SettingsError, match=message):
+        PipelineOptions(**options)

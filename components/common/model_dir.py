@@ -13,7 +13,9 @@ An evaluation folder holds ``evaluation.json`` (never ``metrics.json``, the trai
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,62 @@ METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 RUN_FILE = "run.json"
 EVALUATION_FILE = "evaluation.json"
+CHAMPION_FILE = "champion.json"  # the champion pointer (see components/promote/champion.py)
+_CHAMPION_PATH = re.compile(r"^versions/v(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    """The model folder behind a ``--model`` value, and the champion version it is, if any."""
+
+    folder: str  # holds model.keras
+    champion_version: int | None = None
+
+
+def resolve(uri: str) -> ResolvedModel:
+    """The one reading of ``--model``: a model folder, a champion location or a champion version.
+
+    - a model folder (``model.keras`` in it), local or gs://; when it is a champion's
+      ``versions/vNNNN`` folder, its version number comes along;
+    - a champion location (``champion.json`` in it): the version the pointer names (its ``path``
+      must be exactly ``versions/vNNNN``).
+
+    Raises:
+        ModelError: Blank, or neither of the above (the message lists what the folder holds).
+    """
+    text = str(uri).strip()
+    if not text:
+        raise ModelError(
+            f"The model location is empty ({str(uri)!r}). Point --model at a model folder "
+            "(model.keras), a champion location (champion.json) or a champion version folder."
+        )
+    if storage.exists(storage.join(text, MODEL_FILE)):
+        match = re.search(r"(?:^|/)versions/v(\d+)/?$", text)
+        return ResolvedModel(text, int(match.group(1)) if match else None)
+    pointer_uri = storage.join(text, CHAMPION_FILE)
+    if storage.exists(pointer_uri):
+        try:
+            record = json.loads(storage.read_text(pointer_uri))
+        except (json.JSONDecodeError, FileNotFoundError) as error:
+            raise ModelError(
+                f"{pointer_uri} cannot be read as a champion pointer ({error}); restore it from "
+                "versions/ or point --model at a versions/vNNNN folder."
+            ) from error
+        path = record.get("path") if isinstance(record, dict) else None
+        match = _CHAMPION_PATH.match(path) if isinstance(path, str) else None
+        if match is None:
+            raise ModelError(
+                f"{pointer_uri} names {path!r}; a champion pointer names exactly versions/vNNNN. "
+                "Restore champion.json, or point --model at a versions/vNNNN folder."
+            )
+        return ResolvedModel(storage.join(text, path), int(match.group(1)))
+    found = ""
+    if storage.is_dir(text):
+        found = f" (it holds: {', '.join(storage.list_files(text)[:5]) or 'nothing'})"
+    raise ModelError(
+        f"{text} is not a model: it has neither {MODEL_FILE} nor {CHAMPION_FILE}{found}. Point "
+        "--model at a trainer's output folder, a champion location or one of its versions/vNNNN."
+    )
 
 
 @contextmanager

@@ -194,6 +194,7 @@ def evaluate(
         raise errors.DatasetError(
             f"{data_uri} has classes {classes}; evaluation supports exactly two (e.g. cat, dog)."
         )
+    model_uri = model_dir.resolve(model_uri).folder
     with model_dir.local_model_file(model_uri) as model_file:
         model_sha256 = records.sha256_file(model_file)
         model = model_dir.load_model_file(model_file, model_uri)

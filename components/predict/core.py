@@ -42,6 +42,7 @@ def predict(
     stops the batch: each image that cannot be read or decoded is reported and skipped. With
     ``progress``, more than one image shows ``Predicting: n/N images, x images/s`` on stderr.
     """
+    model_uri = model_dir.resolve(model_uri).folder
     model = model_dir.load_model(model_uri)
     classes = model_dir.model_classes(model_uri)
     size = model_dir.image_size(model)

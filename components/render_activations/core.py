@@ -256,6 +256,7 @@ def render(
     """
     config = config or RenderConfig()
     sources, classes, failed = _sources(image_uris, data_uri, config.images_per_class)
+    model_uri = model_dir.resolve(model_uri).folder
     model = model_dir.load_model(model_uri)
     refs = layers.activation_layers(model)
     chosen = layers.find_layer(refs, config.layer) if config.layer else layers.default_layer(refs)

@@ -1,18 +1,25 @@
-"""Export a model folder (or the champion) as a TensorFlow SavedModel that TF Serving and KServe load.
+"""Export a model folder (or the champion) as a TensorFlow SavedModel that KServe and TF Serving load.
 
-Layout written under SERVING_URI (local folder, gs:// or s3:// prefix), the TF Serving / KServe one:
+Layout written under SERVING_URI (local folder, gs:// or s3:// prefix), one prefix per version:
 
-    SERVING_URI/<N>/saved_model.pb        the graph with both signatures (see ``signatures``)
-    SERVING_URI/<N>/variables/            the weights
-    SERVING_URI/<N>/assets.extra/catsdogs.json   what was exported: model sha256, classes, size
+    SERVING_URI/v0007/1/saved_model.pb          the graph with both signatures (``signatures``)
+    SERVING_URI/v0007/1/variables/              the weights
+    SERVING_URI/v0007/1/assets.extra/catsdogs.json   what was exported: model sha256, classes, size
+
+``SERVING_URI/v0007`` is the ``storageUri`` that ``deploy`` applies: KServe's storage initializer
+copies that prefix (and only it) to ``/mnt/models``, where TF Serving (``--model_base_path``) and
+``catsdogs serve`` find the one numbered child ``1``. A new version is a new prefix, so each
+promotion changes the InferenceService spec and KServe rolls out a new revision.
 
 The version ``N`` is ``--version`` when given, else the champion's version when the source is a
 champion location (``champion.json``) or one of its ``versions/vNNNN/`` folders, else the version
-already holding this model or the next free one. Re-exporting the same model to the same version
-is a no-op; a version holding another model is refused. Before anything is published, the saved
-graph is loaded back and must give the probabilities of ``catsdogs predict`` (within 1e-4) on a
-few check images; a version folder appears only complete (locally a rename, on GCS the
-``saved_model.pb`` object is written last).
+already holding this model or the next free one. A version is complete only when its
+``1/saved_model.pb`` exists: it is written last (locally the whole folder appears by one rename;
+on GCS the ``saved_model.pb`` object is uploaded after every other file), and a version without it
+is not a version: a rerun finishes it (its objects replaced, strays deleted) rather than calling it
+done. Re-exporting the same model to a complete version is a no-op; a version holding another
+model is refused. Before anything is published, the saved graph is loaded back and must give the
+probabilities of ``catsdogs predict`` (within 1e-4) on the check images.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import io
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +43,10 @@ from catsdogs.components.serve import signatures
 
 SAVED_MODEL_FILE = "saved_model.pb"
 RECORD_FILE = "assets.extra/catsdogs.json"
+MODEL_VERSION = "1"  # the one numbered child of each version prefix (TF Serving's version folder)
+MAX_VERSION = 2**63 - 1  # TF Serving parses version folder numbers as int64
 TOLERANCE = 1e-4
-_VERSION_DIR = re.compile(r"^v(\d+)$")
+_VERSION_DIR = re.compile(r"^v(\d{4,})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,56 +64,99 @@ class ExportResult:
         return dataclasses.asdict(self)
 
 
-def resolve_source(source: str) -> tuple[str, int | None]:
-    """The model folder behind ``source`` and the champion version it carries, if any.
-
-    Args:
-        source: A model folder (model.keras), a champion location (champion.json) or one of its
-            ``versions/vNNNN/`` folders.
-    """
-    from catsdogs.components.promote import champion
-
-    record = champion.read_pointer(source).record
-    if record is not None:
-        return storage.join(source, str(record["path"])), int(record["version"])
-    parts = str(source).rstrip("/").split("/")
-    match = _VERSION_DIR.match(parts[-1])
-    if match and len(parts) > 1 and parts[-2] == "versions":
-        return source, int(match.group(1))
-    return source, None
+def version_name(number: int) -> str:
+    """The prefix name of version ``number``: ``v0007``."""
+    return f"v{number:04d}"
 
 
-def existing_versions(serving_uri: str) -> dict[int, str | None]:
-    """Each numbered version under ``serving_uri`` and the model sha256 its record names."""
-    if not storage.is_dir(serving_uri):
-        return {}
-    tops = {name.split("/")[0] for name in storage.list_files(serving_uri)}
-    numbers = sorted(int(top) for top in tops if top.isdigit())
-    found: dict[int, str | None] = {}
-    for number in numbers:
-        record_uri = storage.join(serving_uri, str(number), RECORD_FILE)
+def version_uri(serving_uri: str, number: int) -> str:
+    """``SERVING_URI/vNNNN``: the storageUri of one version."""
+    return storage.join(serving_uri, version_name(number))
+
+
+def parse_version_name(name: str) -> int | None:
+    """The number of a version prefix name (exactly as ``version_name`` writes it), else None."""
+    match = _VERSION_DIR.match(name)
+    if match is None or version_name(int(match.group(1))) != name:
+        return None
+    return int(match.group(1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Versions:
+    """The version prefixes under a SERVING_URI."""
+
+    complete: dict[int, str | None]  # number -> the model sha256 its record names
+    incomplete: frozenset[int]  # prefixes with files but no 1/saved_model.pb: not versions
+
+
+def existing_versions(serving_uri: str) -> Versions:
+    """Each version prefix under ``serving_uri``: complete (with its model sha256) or not."""
+    if not str(serving_uri).strip() or not storage.is_dir(serving_uri):
+        return Versions({}, frozenset())
+    names = set(storage.list_files(serving_uri))
+    numbers = {n for name in names if (n := parse_version_name(name.split("/")[0])) is not None}
+    complete: dict[int, str | None] = {}
+    for number in sorted(numbers):
+        child = f"{version_name(number)}/{MODEL_VERSION}"
+        if f"{child}/{SAVED_MODEL_FILE}" not in names:
+            continue
         try:
-            found[number] = json.loads(storage.read_text(record_uri)).get("model_sha256")
+            text = storage.read_text(storage.join(serving_uri, child, RECORD_FILE))
+            complete[number] = json.loads(text).get("model_sha256")
         except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-            found[number] = None
-    return found
+            complete[number] = None
+    return Versions(complete, frozenset(numbers - set(complete)))
 
 
-def choose_version(
-    serving_uri: str, sha256: str, requested: int | None, existing: dict[int, str | None]
-) -> int:
+def deployable_version(serving_uri: str, version: int | None = None) -> str:
+    """The storageUri to deploy: ``serving_uri`` when it is a version prefix, else one version.
+
+    ``version`` names it; without it, the newest complete version under ``serving_uri``.
+
+    Raises:
+        ModelError: No complete version there.
+    """
+    uri = str(serving_uri).rstrip("/")
+    if parse_version_name(uri.rsplit("/", 1)[-1]) is not None:
+        return uri
+    if version is not None:
+        return version_uri(uri, check_version(version))
+    found = existing_versions(uri)
+    if not found.complete:
+        raise ModelError(
+            f"{uri} holds no complete exported version (a vNNNN/1/{SAVED_MODEL_FILE}); run "
+            "catsdogs export first, or pass --version N or SERVING_URI/vNNNN."
+        )
+    return version_uri(uri, max(found.complete))
+
+
+def check_version(number: int) -> int:
+    """``number`` when it is a usable version (1 to 2^63-1: TF Serving reads int64), else refuse."""
+    if isinstance(number, bool) or not 1 <= number <= MAX_VERSION:
+        raise SettingsError(
+            f"--version must be between 1 and {MAX_VERSION} (TF Serving reads versions as int64), "
+            f"got {number}. Leave it out to use the champion's version or the next free one."
+        )
+    return number
+
+
+def choose_version(serving_uri: str, sha256: str, requested: int | None, found: Versions) -> int:
     """The version to export to (see the module docstring); refuses one holding another model."""
+    existing = found.complete
     if requested is None:
         same = [number for number, digest in existing.items() if digest == sha256]
-        return same[-1] if same else max(existing, default=0) + 1
-    if requested < 1:
-        raise SettingsError(f"--version must be at least 1, got {requested}.")
+        if same:
+            return same[-1]
+        return check_version(max([*existing, *found.incomplete], default=0) + 1)
+    check_version(requested)
     if requested in existing and existing[requested] != sha256:
         held = existing[requested] or "a model this tool did not export"
         raise OutputConflictError(
-            f"{storage.join(serving_uri, str(requested))} already holds {held}, not this model "
+            f"{version_uri(serving_uri, requested)} already holds {held}, not this model "
             f"(sha256 {sha256}). Export it as a new version (--version "
-            f"{max(existing) + 1}) or to another --output; versions are never overwritten."
+            f"{max([*existing, *found.incomplete]) + 1}) or to another --output; versions are "
+            "never overwritten."
         )
     return requested
 
@@ -217,15 +270,17 @@ def export(
     """
     import tensorflow as tf
 
-    model_uri, champion_version = resolve_source(source)
+    if version is not None:
+        check_version(version)
+    resolved = model_dir.resolve(source)
+    model_uri = resolved.folder
     with model_dir.local_model_file(model_uri) as model_file:
         sha256 = file_sha256(model_file)
-        existing = existing_versions(serving_uri)
-        number = choose_version(
-            serving_uri, sha256, version if version is not None else champion_version, existing
-        )
-        target = storage.join(serving_uri, str(number))
-        if existing.get(number) == sha256:
+        found = existing_versions(serving_uri)
+        requested = version if version is not None else resolved.champion_version
+        number = choose_version(serving_uri, sha256, requested, found)
+        target = version_uri(serving_uri, number)
+        if found.complete.get(number) == sha256:
             return ExportResult(target, number, sha256, False, None)
         model = model_dir.load_model_file(model_file, model_uri)
     size = model_dir.image_size(model)
@@ -239,7 +294,7 @@ def export(
         tempdirs.temporary("export") as tmp,
         Progress(f"Exporting version {number}", len(EXPORT_STEPS), "steps", interval=0) as bar,
     ):
-        saved_dir = Path(tmp, str(number))
+        saved_dir = Path(tmp, version_name(number), MODEL_VERSION)
         module, serving = signatures.build(model, size, classes)
         tf.saved_model.save(module, str(saved_dir), signatures=serving)
         bar.update()  # saved
@@ -255,23 +310,31 @@ def export(
         }
         Path(saved_dir, RECORD_FILE).parent.mkdir(parents=True, exist_ok=True)
         Path(saved_dir, RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        publish(saved_dir, target)
+        publish(saved_dir.parent, target, replace=number in found.incomplete)
         bar.update()  # published
     return ExportResult(target, number, sha256, True, worst)
 
 
-def publish(saved_dir: Path, target: str) -> None:
-    """Put a finished SavedModel folder at ``target`` so that it only ever appears complete.
+def publish(version_dir: Path, target: str, replace: bool = False) -> None:
+    """Put a finished version folder (``1/`` inside) at ``target``, ``saved_model.pb`` last.
+
+    Args:
+        version_dir: The local ``vNNNN`` folder.
+        target: ``SERVING_URI/vNNNN``.
+        replace: ``target`` holds an incomplete version (no ``saved_model.pb``): replace it.
 
     Raises:
         OutputConflictError: Something appeared at ``target`` meanwhile.
     """
+    graph = f"{MODEL_VERSION}/{SAVED_MODEL_FILE}"
     if not storage.is_remote(target):
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         # A staging copy beside the target, locked while it is written: the next export there
         # removes one whose export was killed (tempdirs).
         with tempdirs.temporary("export", root=Path(target).parent) as staging:
-            storage.upload_dir(saved_dir, str(staging))
+            storage.upload_dir(version_dir, str(staging))
+            if replace and not Path(target, graph).exists():
+                shutil.rmtree(target, ignore_errors=True)  # not a version: no saved_model.pb
             try:
                 os.rename(staging, target)  # atomic; fails if target exists and is not empty
             except OSError as error:
@@ -281,10 +344,16 @@ def publish(saved_dir: Path, target: str) -> None:
                     f"{target} appeared while exporting; run the export again."
                 ) from error
         return
-    names = storage.list_files(saved_dir)
+    names = storage.list_files(version_dir)
+    if replace:  # finish it: strays deleted, every file rewritten, the graph still last
+        for stray in set(storage.list_files(target)) - set(names):
+            storage.delete(storage.join(target, stray))
     try:
-        for name in [n for n in names if n != SAVED_MODEL_FILE] + [SAVED_MODEL_FILE]:
-            storage.upload_file(saved_dir / name, storage.join(target, name), if_absent=True)
+        for name in [n for n in names if n != graph]:
+            storage.upload_file(
+                version_dir / name, storage.join(target, name), if_absent=not replace
+            )
+        storage.upload_file(version_dir / graph, storage.join(target, graph), if_absent=True)
     except storage.AlreadyExistsError as error:
         raise OutputConflictError(
             f"{target} appeared while exporting; run the export again."

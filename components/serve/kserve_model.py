@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
 
 import kserve
 from catsdogs.components.common.errors import ModelError
-from catsdogs.components.serve import export, payloads, signatures
+from catsdogs.components.serve import export, limits, payloads, signatures
 from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
 from kserve.protocol.rest.server import RESTServer
 
 IMAGES_HEADER = "x-catsdogs-images"  # how many images a response answers (for the request log)
+logger = logging.getLogger("catsdogs.serve")
 
 
 class CatsdogsModel(kserve.Model):
@@ -74,6 +77,8 @@ class CatsdogsModel(kserve.Model):
         if response_headers is not None:
             response_headers[IMAGES_HEADER] = str(len(positive))
         output = signatures.probability_output(self.classes)
+        if not is_v2 and batch.columnar:
+            return {"outputs": {output: positive, signatures.LABEL_OUTPUT: labels}}
         if not is_v2:
             return {
                 "predictions": [
@@ -89,6 +94,25 @@ class CatsdogsModel(kserve.Model):
                 kserve.InferOutput(signatures.LABEL_OUTPUT, [len(labels)], "BYTES", labels),
             ],
         )
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 model metadata: the two inputs (one per request) of the exported signatures."""
+        height, width = self.size
+        return [
+            {"name": signatures.BYTES_INPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": signatures.PIXELS_INPUT, "datatype": "FP32", "shape": [-1, height, width, 3]},
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """V2 model metadata: P(positive class) and the label, one per image."""
+        return [
+            {
+                "name": signatures.probability_output(self.classes),
+                "datatype": "FP32",
+                "shape": [-1],
+            },
+            {"name": signatures.LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+        ]
 
     def _run(self, batch: payloads.Batch) -> tuple[list[float], list[str]]:
         import tensorflow as tf
@@ -110,12 +134,44 @@ class CatsdogsModel(kserve.Model):
 
 
 class QuietRESTServer(RESTServer):
-    """KServe's REST server, answering refused requests without logging a traceback for each."""
+    """KServe's REST server, answering refused requests with one log line and no traceback.
+
+    KServe's own handlers (kserve ``errors.py``) log every refused request with its traceback
+    (``logger.error("Exception:", exc_info=exc)``); these keep the statuses and log one line,
+    with control characters escaped. Other exceptions (our bugs) keep KServe's handler.
+    """
 
     def _add_exception_handlers(self, app: Any) -> None:
         super()._add_exception_handlers(app)
-        app.add_exception_handler(InvalidInput, _refused)
+        for kind, status in (
+            (InvalidInput, 400),
+            (RequestValidationError, 400),
+            (ModelNotFound, 404),
+            (ModelNotReady, 503),
+            (NotImplementedError, 501),
+            (UnsupportedProtocol, 501),
+        ):
+            app.add_exception_handler(kind, _refusal(status))
 
 
-async def _refused(_: Any, error: Exception) -> Any:
-    return JSONResponse(status_code=400, content={"error": str(error)})
+def _refusal(status: int) -> Any:
+    async def handler(request: Any, error: Exception) -> Any:
+        message = limits.printable(" ".join(str(error).split()), 300)
+        if isinstance(error, RequestValidationError):
+            message = "The request body does not match the protocol: " + limits.printable(
+                "; ".join(
+                    f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+                    for e in error.errors()[:3]
+                ),
+                300,
+            )
+        logger.warning(
+            "refused %s %s: %d %s",
+            request.method,
+            limits.printable(request.url.path),
+            status,
+            message,
+        )
+        return JSONResponse(status_code=status, content={"error": message})
+
+    return handler

@@ -29,7 +29,7 @@ from typing import Any
 
 from catsdogs.components.common import model_dir, storage, tempdirs
 from catsdogs.components.common.errors import ModelError
-from catsdogs.components.serve import export, payloads
+from catsdogs.components.serve import export, limits, payloads
 
 MODEL_NAME = "catsdogs"
 HOST = "127.0.0.1"
@@ -47,40 +47,74 @@ def import_kserve() -> Any:
     return kserve_model
 
 
+def _numbered_child(uri: str) -> str | None:
+    """The highest numbered child of ``uri`` holding a saved_model.pb (TF Serving's choice)."""
+    if not storage.is_dir(uri):
+        return None
+    names = set(storage.list_files(uri))
+    numbers = [
+        int(top)
+        for top in {name.split("/")[0] for name in names}
+        if top.isdigit() and f"{top}/{export.SAVED_MODEL_FILE}" in names
+    ]
+    return storage.join(uri, str(max(numbers))) if numbers else None
+
+
 @contextlib.contextmanager
 def version_dir(model_uri: str) -> Iterator[Path]:
-    """A local SavedModel version folder for ``model_uri``.
+    """A local SavedModel folder (saved_model.pb in it) for ``model_uri``.
 
-    ``model_uri`` may be a version folder (saved_model.pb), a SERVING_URI (its highest numbered
-    version, as TF Serving picks), a model folder (model.keras) or a champion location
-    (champion.json); the last two are exported to a temporary SERVING_URI first.
+    ``model_uri`` may be, local or gs://:
+
+    - a SavedModel folder (``saved_model.pb``);
+    - a version prefix (``SERVING_URI/v0007``, or ``/mnt/models`` after KServe's storage
+      initializer copied one there): its highest numbered child with a ``saved_model.pb``;
+    - a SERVING_URI: its highest complete version;
+    - a model folder, a champion location or a champion version (``model_dir.resolve``): exported
+      to a temporary SERVING_URI first.
 
     Raises:
         ModelError: Nothing servable at ``model_uri``.
     """
-    if storage.exists(storage.join(model_uri, export.SAVED_MODEL_FILE)):
-        with storage.local_dir(model_uri) as local:
-            yield local
-        return
-    versions = export.existing_versions(model_uri)
-    if versions:
-        with storage.local_dir(storage.join(model_uri, str(max(versions)))) as local:
-            yield local
-        return
-    source, _ = export.resolve_source(model_uri)
-    if not storage.exists(storage.join(source, model_dir.MODEL_FILE)):
+    if not str(model_uri).strip():
         raise ModelError(
-            f"Nothing to serve at {model_uri}: expected a SERVING_URI with numbered versions "
-            f"(catsdogs export), a version folder with {export.SAVED_MODEL_FILE}, a model folder "
-            f"with {model_dir.MODEL_FILE} or a champion location (champion.json)."
+            f"The model location is empty ({str(model_uri)!r}). Pass --model a SERVING_URI, a "
+            "version prefix, a model folder or a champion location."
+        )
+    found = model_uri if storage.exists(storage.join(model_uri, export.SAVED_MODEL_FILE)) else None
+    found = found or _numbered_child(model_uri)
+    if found is None:
+        versions = export.existing_versions(model_uri).complete
+        if versions:
+            found = storage.join(export.version_uri(model_uri, max(versions)), export.MODEL_VERSION)
+    if found is not None:
+        with storage.local_dir(found) as local:
+            yield local
+        return
+    if not (
+        storage.exists(storage.join(model_uri, model_dir.MODEL_FILE))
+        or storage.exists(storage.join(model_uri, model_dir.CHAMPION_FILE))
+    ):
+        incomplete = export.existing_versions(model_uri).incomplete
+        hint = (
+            f" (versions {sorted(incomplete)} have no {export.SAVED_MODEL_FILE}: unfinished "
+            "exports; run catsdogs export again to finish them)"
+            if incomplete
+            else ""
+        )
+        raise ModelError(
+            f"Nothing to serve at {model_uri}{hint}: expected a SERVING_URI with complete "
+            f"versions (catsdogs export), a version prefix or folder with "
+            f"{export.SAVED_MODEL_FILE}, a model folder with {model_dir.MODEL_FILE} or a champion "
+            "location (champion.json)."
         )
     with tempdirs.temporary("serve") as tmp:
         result = export.export(model_uri, str(tmp))
-        yield Path(result.uri)
+        yield Path(result.uri, export.MODEL_VERSION)
 
 
-def serve(model_uri: str, port: int = DEFAULT_PORT) -> None:
-    """Serve ``model_uri`` (see ``version_dir``) on 127.0.0.1:``port`` until interrupted."""
+def serve(model_uri: str, port: int = DEFAULT_PORT, host: str = HOST) -> None:
+    """Serve ``model_uri`` (see ``version_dir``) on ``host``:``port`` until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     kserve_model = import_kserve()
     import kserve
@@ -100,7 +134,8 @@ def serve(model_uri: str, port: int = DEFAULT_PORT) -> None:
             server.model_repository_extension,
             port,
         )
-        rest.config.host = HOST
+        rest.config.host = host
+        app.add_middleware(limits.BodyLimit, limit=payloads.MAX_REQUEST_BYTES)
         app.middleware("http")(_request_log(kserve_model.IMAGES_HEADER))
         warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")  # kserve's
         for name in ("uvicorn.access", "kserve.trace"):  # our middleware logs each request
@@ -109,7 +144,7 @@ def serve(model_uri: str, port: int = DEFAULT_PORT) -> None:
             "Serving %s (%s) on http://%s:%d/v1/models/%s:predict and /v2/models/%s/infer",
             local,
             model_uri,
-            HOST,
+            host,
             port,
             MODEL_NAME,
             MODEL_NAME,
@@ -118,31 +153,19 @@ def serve(model_uri: str, port: int = DEFAULT_PORT) -> None:
 
 
 def _request_log(images_header: str) -> Any:
-    """A middleware: refuse oversized bodies (413) and log one line per request."""
-    from fastapi.responses import JSONResponse
-
+    """A middleware that logs one line per request (control characters in the path escaped)."""
     counter = itertools.count(1)
 
     async def middleware(request: Any, call_next: Any) -> Any:
         number, start = next(counter), time.perf_counter()
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > payloads.MAX_REQUEST_BYTES:
-            response = JSONResponse(
-                status_code=413,
-                content={
-                    "error": f"Request body of {length} bytes; the limit is "
-                    f"{payloads.MAX_REQUEST_BYTES}. Send fewer or smaller images per request."
-                },
-            )
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         logger.info(
             "request %d: %s %s -> %d, %s images, %.1f ms",
             number,
-            request.method,
-            request.url.path,
+            limits.printable(request.method),
+            limits.printable(request.url.path),
             response.status_code,
-            response.headers.get(images_header, "0"),
+            limits.printable(response.headers.get(images_header, "0")),
             (time.perf_counter() - start) * 1000,
         )
         return response
