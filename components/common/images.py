@@ -180,3 +180,16 @@ def jpeg_bytes(image: np.ndarray, quality: int = 85) -> bytes:
 def thumbnail_jpeg(image: np.ndarray, max_side: int = 160, quality: int = 85) -> bytes:
     """A small JPEG of an RGB array, for galleries embedded in HTML reports."""
     return _encode(image, "JPEG", max_side, quality=quality)
+
+
+# The one JPEG decoder setting of training, evaluation, prediction and serving: libjpeg's accurate
+# integer DCT (JDCT_ISLOW), the one Pillow decodes with (``catsdogs predict``). tf.io.decode_jpeg's
+# default is the fast DCT, up to a few levels per pixel away.
+JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+
+
+def decode_jpeg(data: Any) -> Any:
+    """Decode JPEG bytes (scalar tf.string) to RGB uint8, with ``JPEG_DCT_METHOD`` (as Pillow)."""
+    import tensorflow as tf
+
+    return tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_DCT_METHOD)

@@ -84,7 +84,7 @@ def resolve(uri: str) -> ResolvedModel:
     if storage.is_dir(text):
         found = f" (it holds: {', '.join(storage.list_files(text)[:5]) or 'nothing'})"
     raise ModelError(
-        f"{text} is not a model: it has neither {MODEL_FILE} nor {CHAMPION_FILE}{found}. Point "
+        f"{text} is not a model: it has no {MODEL_FILE} and no {CHAMPION_FILE}{found}. Point "
         "--model at a trainer's output folder, a champion location or one of its versions/vNNNN."
     )
 

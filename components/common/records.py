@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from catsdogs.components.common import images
 from catsdogs.components.common.errors import DatasetError
 from catsdogs.components.common.manifest import (
     CLASSES,
@@ -92,7 +93,7 @@ def read_split(
 
     def parse(record: Any) -> Any:
         example = tf.io.parse_single_example(record, spec)
-        image = tf.io.decode_jpeg(example["image"], channels=3)
+        image = images.decode_jpeg(example["image"])  # the one DCT setting (images.py)
         if image_size is not None:
             image = tf.image.resize(image, image_size, method="bilinear")
             image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)

@@ -87,26 +87,27 @@ class Versions:
     """The version prefixes under a SERVING_URI."""
 
     complete: dict[int, str | None]  # number -> the model sha256 its record names
-    incomplete: frozenset[int]  # prefixes with files but no 1/saved_model.pb: not versions
+    incomplete: dict[int, str | None]  # prefixes without 1/saved_model.pb: not versions
 
 
 def existing_versions(serving_uri: str) -> Versions:
     """Each version prefix under ``serving_uri``: complete (with its model sha256) or not."""
     if not str(serving_uri).strip() or not storage.is_dir(serving_uri):
-        return Versions({}, frozenset())
+        return Versions({}, {})
     names = set(storage.list_files(serving_uri))
     numbers = {n for name in names if (n := parse_version_name(name.split("/")[0])) is not None}
-    complete: dict[int, str | None] = {}
+    found: tuple[dict[int, str | None], dict[int, str | None]] = ({}, {})
     for number in sorted(numbers):
         child = f"{version_name(number)}/{MODEL_VERSION}"
-        if f"{child}/{SAVED_MODEL_FILE}" not in names:
-            continue
-        try:
-            text = storage.read_text(storage.join(serving_uri, child, RECORD_FILE))
-            complete[number] = json.loads(text).get("model_sha256")
-        except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-            complete[number] = None
-    return Versions(complete, frozenset(numbers - set(complete)))
+        sha256: str | None = None
+        if f"{child}/{RECORD_FILE}" in names:
+            try:
+                text = storage.read_text(storage.join(serving_uri, child, RECORD_FILE))
+                sha256 = json.loads(text).get("model_sha256")
+            except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+                sha256 = None
+        found[f"{child}/{SAVED_MODEL_FILE}" not in names][number] = sha256
+    return Versions(*found)
 
 
 def deployable_version(serving_uri: str, version: int | None = None) -> str:
@@ -146,8 +147,9 @@ def choose_version(serving_uri: str, sha256: str, requested: int | None, found: 
     existing = found.complete
     if requested is None:
         same = [number for number, digest in existing.items() if digest == sha256]
-        if same:
-            return same[-1]
+        unfinished = [number for number, digest in found.incomplete.items() if digest == sha256]
+        if same or unfinished:
+            return (same or unfinished)[-1]
         return check_version(max([*existing, *found.incomplete], default=0) + 1)
     check_version(requested)
     if requested in existing and existing[requested] != sha256:

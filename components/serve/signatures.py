@@ -20,16 +20,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from catsdogs.components.common import images
+
 BYTES_INPUT = "image_bytes"
 PIXELS_INPUT = "pixels"
 LABEL_OUTPUT = "label"
 DEFAULT_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "serving_pixels"
 THRESHOLD = 0.5  # P(positive) at or above it is the positive label, as in ``catsdogs predict``
-EXIF_SCAN_BYTES = 1 << 17  # the APP1 (EXIF) segment sits in the first 64 KiB after SOI
-_MAX_SEGMENTS = 64
-_MAX_IFD_ENTRIES = 128
 _ORIENTATION_TAG = 0x0112
+_TIFF_TYPES = [*range(1, 14), 16]  # the TIFF field types Pillow's IFD reader loads
+_XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
+# Pillow's re.search(rb'tiff:Orientation(="|>)([0-9])'), as a full match whose prefix is lazy.
+_XMP_ORIENTATION_FULL = r'(?s)(.*?)tiff:Orientation(?:="|>)([0-9]).*'
 
 
 def probability_output(classes: tuple[str, ...]) -> str:
@@ -89,7 +92,7 @@ def decode(data: Any) -> Any:
     import tensorflow as tf
 
     def jpeg() -> Any:
-        image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+        image = images.decode_jpeg(data)
         return orient(image, exif_orientation(data))
 
     def other() -> Any:
@@ -128,15 +131,30 @@ def orient(image: Any, orientation: Any) -> Any:
 
 
 def exif_orientation(data: Any) -> Any:
-    """The EXIF orientation tag (int32 1-8) of a JPEG's first APP1 Exif segment; 1 when absent."""
+    r"""The orientation (int32 1-8) Pillow's ``ImageOps.exif_transpose`` applies to a JPEG; else 1.
+
+    A port of what Pillow 13 reads (``JpegImagePlugin.JpegImageFile._open`` and ``APP``,
+    ``Image.Image.getexif``), over the whole header up to the start of scan with no segment or byte
+    cap: non-0xFF bytes are skipped one at a time, 0xFF fill bytes before a marker too, markers
+    without a length (RSTn, SOI, EOI, JPGn, 0xFF00) take two bytes, every other one skips its
+    length. The first ``Exif\0\0`` APP1 segment gives the TIFF header and IFD0, whose last
+    orientation entry (0x0112) counts; when IFD0 has none, the last XMP APP1 segment's first
+    ``tiff:Orientation="N"`` or ``<tiff:Orientation>N`` does. Only 2-8 rotate or flip.
+
+    Known differences (no camera or editor writes these): an orientation stored as a rational or
+    a float (Pillow compares 6/1 and 6.0 equal to 6; here they count as 1), and an IFD0 that runs
+    past its APP1 segment into a second Exif segment (Pillow joins the segments).
+    """
     import tensorflow as tf
 
-    raw = tf.io.decode_raw(tf.strings.substr(data, 0, EXIF_SCAN_BYTES), tf.uint8)
+    raw = tf.io.decode_raw(data, tf.uint8)
     size = tf.size(raw)
-    padded = tf.concat([tf.cast(raw, tf.int32), tf.zeros([16], tf.int32)], 0)
 
     def byte(index: Any) -> Any:
-        return tf.gather(padded, tf.clip_by_value(index, 0, size + 15))
+        inside = (index >= 0) & (index < size)
+        return tf.where(
+            inside, tf.cast(tf.gather(raw, tf.clip_by_value(index, 0, size - 1)), tf.int32), 0
+        )
 
     def u16(index: Any, little: Any) -> Any:
         first, second = byte(index), byte(index + 1)
@@ -148,38 +166,80 @@ def exif_orientation(data: Any) -> Any:
 
     big = tf.constant(False)
     exif_id = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0])  # b"Exif\0\0"
+    xmp_id = tf.constant(list(_XMP_ID))
 
-    def more(position: Any, found: Any) -> Any:
+    def starts_with(position: Any, expected: Any, length: Any) -> Any:
+        count = tf.size(expected)
+        return (length >= count) & tf.reduce_all(
+            tf.equal(byte(position + tf.range(count)), expected)
+        )
+
+    def more(position: Any, *_: Any) -> Any:
+        return position + 1 < size
+
+    def step(
+        position: Any, tiff: Any, tiff_end: Any, xmp_start: Any, xmp_length: Any
+    ) -> tuple[Any, Any, Any, Any, Any]:
         marker = byte(position + 1)
-        return (
-            (found < 0)
-            & (position + 4 <= size)
-            & tf.equal(byte(position), 0xFF)
-            & tf.not_equal(marker, 0xDA)  # start of scan: no metadata after it
-            & tf.not_equal(marker, 0xD9)
+        is_ff = tf.equal(byte(position), 0xFF)
+        no_length = (
+            ((marker >= 0xD0) & (marker <= 0xD9))
+            | ((marker >= 0xF0) & (marker <= 0xFD))
+            | tf.equal(marker, 0xC8)
+            | tf.equal(marker, 0x00)
         )
-
-    def step(position: Any, found: Any) -> tuple[Any, Any]:
+        fill = tf.equal(marker, 0xFF)
         length = u16(position + 2, big)
-        is_exif = tf.equal(byte(position + 1), 0xE1) & tf.reduce_all(
-            tf.equal(byte(position + 4 + tf.range(6)), exif_id)
+        body, body_length = position + 4, length - 2
+        segment = is_ff & ~no_length & ~fill
+        app1 = segment & tf.equal(marker, 0xE1)
+        is_exif = app1 & (tiff < 0) & starts_with(body, exif_id, body_length)
+        is_xmp = app1 & starts_with(body, xmp_id, body_length)
+        tiff = tf.where(is_exif, body + 6, tiff)
+        tiff_end = tf.where(is_exif, body + body_length, tiff_end)
+        xmp_start = tf.where(is_xmp, body + len(_XMP_ID), xmp_start)
+        xmp_length = tf.where(is_xmp, body_length - len(_XMP_ID), xmp_length)
+        after = tf.where(
+            ~is_ff | fill,
+            position + 1,
+            tf.where(no_length, position + 2, position + 2 + tf.maximum(length, 2)),
         )
-        found = tf.where(is_exif, position + 10, found)
-        position = tf.where(length < 2, size, position + 2 + length)
-        return position, found
+        sos = is_ff & tf.equal(marker, 0xDA)
+        return tf.where(sos, size, after), tiff, tiff_end, xmp_start, xmp_length
 
-    _, tiff = tf.while_loop(
-        more, step, (tf.constant(2), tf.constant(-1)), maximum_iterations=_MAX_SEGMENTS
+    start = tf.constant(2)
+    _, tiff, tiff_end, xmp_start, xmp_length = tf.while_loop(
+        more, step, (start, tf.constant(-1), tf.constant(0), tf.constant(-1), tf.constant(0))
     )
     order = u16(tiff, big)
     little = tf.equal(order, 0x4949)
     valid = (tiff > 0) & (little | tf.equal(order, 0x4D4D))
     directory = tiff + u32(tiff + 4, little)
-    entries = directory + 2 + 12 * tf.range(_MAX_IFD_ENTRIES)
-    in_directory = tf.range(_MAX_IFD_ENTRIES) < u16(directory, little)
-    matches = (
-        in_directory & tf.equal(u16(entries, little), _ORIENTATION_TAG) & (entries + 10 <= size)
+    count = tf.where(valid, u16(directory, little), 0)
+    index = tf.range(count)
+    entries = directory + 2 + 12 * index
+    kinds = u16(entries + 2, little)
+    is_tag = (
+        tf.equal(u16(entries, little), _ORIENTATION_TAG)
+        & (entries + 12 <= tf.minimum(tiff_end, size))
+        & tf.reduce_any(tf.equal(kinds[:, None], _TIFF_TYPES), axis=1)  # Pillow skips others
     )
-    value = tf.gather(u16(entries + 8, little), tf.argmax(tf.cast(matches, tf.int32)))
-    usable = valid & tf.reduce_any(matches) & (value >= 1) & (value <= 8)
-    return tf.where(usable, value, 1)
+    present = tf.reduce_any(is_tag)
+    last = directory + 2 + 12 * tf.maximum(tf.reduce_max(tf.where(is_tag, index, -1)), 0)
+    kind, values = u16(last + 2, little), u32(last + 4, little)
+    value = tf.where(
+        tf.equal(kind, 1),
+        byte(last + 8),
+        tf.where(
+            tf.equal(kind, 3) | tf.equal(kind, 8), u16(last + 8, little), u32(last + 8, little)
+        ),
+    )
+    exif_value = tf.where(
+        tf.equal(values, 1) & tf.reduce_any(tf.equal(kind, [1, 3, 4, 8, 9])), value, 1
+    )
+    xmp = tf.strings.substr(data, tf.maximum(xmp_start, 0), tf.maximum(xmp_length, 0))
+    xmp_found = (xmp_start >= 0) & tf.strings.regex_full_match(xmp, _XMP_ORIENTATION_FULL)
+    digit = tf.where(xmp_found, tf.strings.regex_replace(xmp, _XMP_ORIENTATION_FULL, r"\2"), "1")
+    xmp_value = tf.strings.to_number(digit, tf.int32)
+    chosen = tf.where(present, exif_value, xmp_value)
+    return tf.where((chosen >= 1) & (chosen <= 8), chosen, 1)
