@@ -214,6 +214,7 @@ def check_export(
     import tensorflow as tf
     from catsdogs.components.predict import core as predict
 
+    signatures.quiet_optimizer()
     loaded = tf.saved_model.load(str(saved_dir))
     by_bytes = loaded.signatures[signatures.DEFAULT_SIGNATURE]
     by_pixels = loaded.signatures[signatures.PIXELS_SIGNATURE]

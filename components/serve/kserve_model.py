@@ -16,7 +16,6 @@ from typing import Any
 import kserve
 from catsdogs.components.common.errors import ModelError
 from catsdogs.components.serve import export, limits, payloads, signatures
-from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
@@ -51,6 +50,7 @@ class CatsdogsModel(kserve.Model):
         record = json.loads(record_file.read_text())
         self.classes = tuple(record["classes"])
         self.size = (int(record["image_size"][0]), int(record["image_size"][1]))
+        signatures.quiet_optimizer()
         loaded = tf.saved_model.load(str(self.version_dir))
         self._loaded = loaded
         self._by_bytes = loaded.signatures[signatures.DEFAULT_SIGNATURE]
@@ -70,10 +70,8 @@ class CatsdogsModel(kserve.Model):
             batch = payloads.v2_batch(payload, self.size) if is_v2 else payloads.v1_batch(payload)
             loop = asyncio.get_running_loop()
             positive, labels = await loop.run_in_executor(None, self._run, batch)
-        except payloads.RequestError as error:
-            if error.status == 400:
-                raise InvalidInput(str(error)) from error
-            raise HTTPException(status_code=error.status, detail=str(error)) from error
+        except payloads.RequestError:
+            raise  # answered by QuietRESTServer's handler with its status, in one log line
         if response_headers is not None:
             response_headers[IMAGES_HEADER] = str(len(positive))
         output = signatures.probability_output(self.classes)
@@ -152,10 +150,12 @@ class QuietRESTServer(RESTServer):
             (UnsupportedProtocol, 501),
         ):
             app.add_exception_handler(kind, _refusal(status))
+        app.add_exception_handler(payloads.RequestError, _refusal(0))
 
 
 def _refusal(status: int) -> Any:
     async def handler(request: Any, error: Exception) -> Any:
+        code = status or int(getattr(error, "status", 400))
         message = limits.printable(" ".join(str(error).split()), 300)
         if isinstance(error, RequestValidationError):
             message = "The request body does not match the protocol: " + limits.printable(
@@ -169,9 +169,9 @@ def _refusal(status: int) -> Any:
             "refused %s %s: %d %s",
             request.method,
             limits.printable(request.url.path),
-            status,
+            code,
             message,
         )
-        return JSONResponse(status_code=status, content={"error": message})
+        return JSONResponse(status_code=code, content={"error": message})
 
     return handler

@@ -35,6 +35,17 @@ _XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_ORIENTATION_FULL = r'(?s)(.*?)tiff:Orientation(?:="|>)([0-9]).*'
 
 
+def quiet_optimizer() -> None:
+    """Turn off Grappler's loop optimizer, which warns once per graph about ``map_fn``'s cond.
+
+    It prints ``W0000 ... loop_optimizer.cc] Skipping loop optimization for Merge node with
+    control input`` (and optimizes nothing here: the loop is the per-image decode).
+    """
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({"loop_optimization": False})
+
+
 def probability_output(classes: tuple[str, ...]) -> str:
     """The name of the output holding P(classes[1]), e.g. ``p_dog``."""
     return f"p_{classes[1]}"
