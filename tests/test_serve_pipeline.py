@@ -98,3 +98,26 @@ def test_serving_compile_options_are_checked(options: dict[str, Any], message: s
 
     with pytest.raises(SettingsError, match=message):
         PipelineOptions(**options)
+
+
+def test_tf_serving_runtime_is_pinned_to_the_exporting_tensorflow() -> None:
+    import tomllib
+
+    from catsdogs.components.common.errors import SettingsError
+    from catsdogs.components.serve import deploy
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pins = dict(d.split("==") for d in project["project"]["dependencies"] if "==" in d)
+    tensorflow = tuple(int(p) for p in pins["tensorflow"].split(".")[:2])
+    assert deploy.release(deploy.TF_SERVING_VERSION)[:2] == tensorflow
+    settings = deploy.DeploySettings(
+        "catsdogs", "gs://b/s/v0004", predictor="tensorflow-serving", gpus=1
+    )
+    model = deploy.manifest(settings)["spec"]["predictor"]["model"]
+    assert model["runtimeVersion"] == f"{deploy.TF_SERVING_VERSION}-gpu"
+    assert model["storageUri"] == "gs://b/s/v0004"
+    for older in ("2.6.2", "2.20.0-gpu", "latest", "2.21"):
+        with pytest.raises(SettingsError, match="older|release"):
+            deploy.DeploySettings(
+                "catsdogs", "gs://b/s/v0004", predictor="tensorflow-serving", runtime_version=older
+            )

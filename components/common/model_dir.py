@@ -73,7 +73,7 @@ def resolve(uri: str) -> ResolvedModel:
                 "versions/ or point --model at a versions/vNNNN folder."
             ) from error
         path = record.get("path") if isinstance(record, dict) else None
-        match = _CHAMPION_PATH.match(path) if isinstance(path, str) else None
+        match = _CHAMPION_PATH.fullmatch(path) if isinstance(path, str) else None
         if match is None:
             raise ModelError(
                 f"{pointer_uri} names {path!r}; a champion pointer names exactly versions/vNNNN. "

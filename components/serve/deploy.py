@@ -64,13 +64,13 @@ class DeployError(CatsdogsError, RuntimeError):
 
 def release(version: str) -> tuple[int, int, int] | None:
     """``(major, minor, patch)`` of a TF Serving tag like ``2.21.0`` or ``2.21.0-gpu``."""
-    match = _RELEASE.match(version)
+    match = _RELEASE.fullmatch(version)
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
 def check_label(option: str, value: str, example: str) -> None:
     """Refuse ``value`` unless it is a DNS label (namespaces, service accounts)."""
-    if not _LABEL.match(value):
+    if not _LABEL.fullmatch(value):
         raise SettingsError(
             f"{option} must be a DNS label (lower case letters, digits and '-', at most 63 "
             f"characters, starting and ending with a letter or digit), got {value!r}; e.g. "
@@ -115,7 +115,7 @@ class DeploySettings:
     max_replicas: int = 3
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise SettingsError(
                 f"--name must be a DNS label (lower case letters, digits and '-', starting with a "
                 f"letter, at most 63 characters), got {self.name!r}; e.g. catsdogs."
@@ -145,14 +145,14 @@ class DeploySettings:
         if not 0 <= self.gpus <= 16:
             raise SettingsError(f"--gpus must be between 0 and 16, got {self.gpus}.")
         domain = self.accelerator_type.partition("/")[0]
-        if not _RESOURCE.match(self.accelerator_type) or domain.endswith("kubernetes.io"):
+        if not _RESOURCE.fullmatch(self.accelerator_type) or domain.endswith("kubernetes.io"):
             raise SettingsError(
                 f"--accelerator-type must be an extended resource name domain/name such as "
                 f"nvidia.com/gpu or amd.com/gpu, got {self.accelerator_type!r}; CPU-only is "
                 "--gpus 0."
             )
         for label, value in (("--cpu", self.cpu), ("--memory", self.memory)):
-            if not _QUANTITY.match(value):
+            if not _QUANTITY.fullmatch(value):
                 raise SettingsError(
                     f"{label} must be a Kubernetes quantity such as 1, 500m or 2Gi, got {value!r}."
                 )

@@ -120,12 +120,27 @@ def test_pixels_are_budgeted_per_request(server: dict) -> None:
     still_serving(server)
 
 
+def _photo_b64() -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 100, 50)).save(buffer, format="JPEG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+PHOTO = _photo_b64()
 V2_ATTACKS = {
     "pixels data shorter than its shape": {
         "name": "pixels", "datatype": "FP32", "shape": [1, 32, 32, 3], "data": [1.0] * 10,
     },
     "huge shape": {"name": "image_bytes", "datatype": "BYTES", "shape": [10**12], "data": ["a"]},
-    "negative shape": {"name": "image_bytes", "datatype": "BYTES", "shape": [-1], "data": ["a"]},
+    "negative shape": {"name": "image_bytes", "datatype": "BYTES", "shape": [-1], "data": [PHOTO]},
+    "bytes shape larger than data": {
+        "name": "image_bytes", "datatype": "BYTES", "shape": [3], "data": [PHOTO],
+    },
+    "bytes shape of two dimensions": {
+        "name": "image_bytes", "datatype": "BYTES", "shape": [1, 1], "data": [PHOTO],
+    },
     "text shape": {"name": "pixels", "datatype": "FP32", "shape": ["x"], "data": [1.0]},
     "pixels as text": {"name": "pixels", "datatype": "FP32", "shape": [1], "data": ["x"]},
     "bytes element not text": {"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": [7]},
