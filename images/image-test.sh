@@ -13,7 +13,10 @@
 # run:   as the image's non-root user with --network none: catsdogs --help, catsdogs prepare on a few
 #        real photos mounted read-only, a one-epoch catsdogs train-scratch on its output, a one-epoch
 #        catsdogs train-transfer --weights imagenet (offline: the baked weights), and the
-#        train_scratch KFP component run as the KFP launcher runs it (images/kfp_command.py); then
+#        train_scratch KFP component run as the KFP launcher runs it (images/kfp_command.py); the
+#        default KServe predictor (the InferenceService manifest's command, the model downloaded by
+#        kserve-storage and mounted read-only at /mnt/models, uid 1000, no network; V1 and V2
+#        answers checked against catsdogs predict); then
 #        the whole pipeline with `catsdogs run --runner docker` (kfp.local's DockerRunner on podman's
 #        Docker-compatible API, started and stopped by the command): both trainers, one or two
 #        epochs, every task in the image as its non-root user with no network, the artifacts in a
@@ -158,8 +161,59 @@ run_image() {
     [[ -s $WORK/out/model/model.keras ]] || die "train-scratch wrote no model/model.keras"
     [[ -s $WORK/out/transfer/model.keras ]] || die "train-transfer wrote no transfer/model.keras"
     [[ -s $WORK/out/kfp/executor_output.json ]] || die "the KFP component wrote no executor_output.json"
+    run_predictor
     run_pipeline "$train" "$rest"
     say "image-test passed"
+}
+
+run_predictor() {
+    # The KServe path: export a version, copy it through gs:// (fake-gcs-server) with KServe's storage
+    # initializer code (kserve-storage, from the host's .venv) into a folder laid out like
+    # /mnt/models (images/storage_initializer.py), then run the
+    # default predictor's container command from the InferenceService manifest in the image, with
+    # that folder mounted read-only at /mnt/models, as uid 1000, with no network; a client inside the
+    # same container asks V1 and V2, and the answers must match `catsdogs predict`.
+    [[ -x $VENV_PYTHON ]] || die "no $VENV_PYTHON; run make install (or set VENV_PYTHON=...)."
+    say "The default predictor: export, KServe's storage initializer, the manifest's command in the image"
+    in_container catsdogs export --model /out/model --output /out/serving
+    local version=$WORK/out/serving/v0001 mount=$WORK/mnt/models
+    [[ -s $version/1/saved_model.pb ]] || die "export wrote no v0001/1/saved_model.pb"
+    GCE_METADATA_HOST=127.0.0.1 GCE_METADATA_IP=127.0.0.1 \
+        "$VENV_PYTHON" images/storage_initializer.py "$version" "$mount"
+    chmod -R a+rX,a-w "$mount"
+    local command=()
+    mapfile -d '' -t command < <(
+        "$VENV_PYTHON" -c 'import sys
+from catsdogs.components.serve import deploy
+body = deploy.manifest(deploy.DeploySettings(name="catsdogs", storage_uri="gs://b/serving/v0001", image=sys.argv[1]))
+container = body["spec"]["predictor"]["containers"][0]
+assert container["image"] == sys.argv[1]
+sys.stdout.write("".join(a + "\0" for a in container["command"]))' "$TEST_IMAGE"
+    )
+    ((${#command[@]} > 2)) || die "could not read the predictor command from the manifest"
+    local port=${command[-1]} name=catsdogs-predictor-$$ photos=()
+    for label in cat dog; do photos+=("/data/photos/$label.0.jpg" "/data/photos/$label.1.jpg"); done
+    echo "+ predictor: ${command[*]}"
+    podman run -d --rm --name "$name" --network none --user 1000 \
+        -v "$mount:/mnt/models:ro" -v "$WORK/photos:/data/photos:ro" \
+        -v "$REPO/images/serve_check.py:/tmp/serve_check.py:ro" -e STORAGE_URI=/mnt/models \
+        "$TEST_IMAGE" "${command[@]}" >/dev/null
+    local answers expected
+    answers=$(podman exec "$name" python /tmp/serve_check.py "http://127.0.0.1:$port" "${photos[@]}") \
+        || { podman logs "$name" | tail -40; podman stop "$name" >/dev/null; die "the predictor did not answer"; }
+    podman logs "$name" 2>&1 | tail -5
+    podman stop "$name" >/dev/null
+    expected=$(in_container catsdogs predict --model /out/model --jsonl "${photos[@]}" | grep '^{')
+    echo "predictor: $answers"
+    ANSWERS=$answers EXPECTED=$expected python3 -c 'import json, os
+answers = json.loads(os.environ["ANSWERS"])
+expected = [json.loads(line)["p_dog"] for line in os.environ["EXPECTED"].splitlines()]
+assert "image_bytes" in answers["inputs"], answers
+for kind in ("v1", "v2"):
+    worst = max(abs(a - b) for a, b in zip(answers[kind], expected, strict=True))
+    assert worst <= 1e-4, (kind, answers[kind], expected)
+print(f"V1 and V2 match catsdogs predict on {len(expected)} photos (within 1e-4)")' \
+        || die "the predictor's answers differ from catsdogs predict"
 }
 
 run_pipeline() {
