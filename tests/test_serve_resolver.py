@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from catsdogs.cli.app import app
 from catsdogs.components.common import model_dir, storage
-from catsdogs.components.common.errors import ModelError
+from catsdogs.components.common.errors import CatsdogsError
 from typer.testing import CliRunner
 
 from tests.conftest import make_tiny_dataset
@@ -40,7 +40,7 @@ def test_resolve_reads_each_form(champion: Path) -> None:
 @pytest.mark.parametrize("path", ["../../../../etc", "versions/v0003/..", "/abs", "versions/v3x"])
 def test_resolve_refuses_a_pointer_outside_versions(tmp_path: Path, path: str) -> None:
     (tmp_path / "champion.json").write_text(json.dumps({"version": 3, "path": path}))
-    with pytest.raises(ModelError, match="versions/vNNNN"):
+    with pytest.raises(CatsdogsError, match="must name exactly versions/v0003"):
         model_dir.resolve(str(tmp_path))
 
 

@@ -32,7 +32,6 @@ CURVES_FILE = "curves.png"
 RUN_FILE = "run.json"
 EVALUATION_FILE = "evaluation.json"
 CHAMPION_FILE = "champion.json"  # the champion pointer (see components/promote/champion.py)
-_CHAMPION_PATH = re.compile(r"^versions/v(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +47,12 @@ def resolve(uri: str) -> ResolvedModel:
 
     - a model folder (``model.keras`` in it), local or gs://; when it is a champion's
       ``versions/vNNNN`` folder, its version number comes along;
-    - a champion location (``champion.json`` in it): the version the pointer names (its ``path``
-      must be exactly ``versions/vNNNN``).
+    - a champion location (``champion.json`` in it): the version the pointer names (read by
+      ``champion.read_pointer``, which refuses any ``path`` but ``versions/vNNNN``).
 
     Raises:
         ModelError: Blank, or neither of the above (the message lists what the folder holds).
+        StorageError: A champion pointer that is not valid or names another path.
     """
     text = str(uri).strip()
     if not text:
@@ -63,23 +63,15 @@ def resolve(uri: str) -> ResolvedModel:
     if storage.exists(storage.join(text, MODEL_FILE)):
         match = re.search(r"(?:^|/)versions/v(\d+)/?$", text)
         return ResolvedModel(text, int(match.group(1)) if match else None)
-    pointer_uri = storage.join(text, CHAMPION_FILE)
-    if storage.exists(pointer_uri):
-        try:
-            record = json.loads(storage.read_text(pointer_uri))
-        except (json.JSONDecodeError, FileNotFoundError) as error:
+    if storage.exists(storage.join(text, CHAMPION_FILE)):
+        from catsdogs.components.promote import champion  # it imports this module
+
+        record = champion.read_pointer(text).record  # checks path is exactly versions/vNNNN
+        if record is None:
             raise ModelError(
-                f"{pointer_uri} cannot be read as a champion pointer ({error}); restore it from "
-                "versions/ or point --model at a versions/vNNNN folder."
-            ) from error
-        path = record.get("path") if isinstance(record, dict) else None
-        match = _CHAMPION_PATH.fullmatch(path) if isinstance(path, str) else None
-        if match is None:
-            raise ModelError(
-                f"{pointer_uri} names {path!r}; a champion pointer names exactly versions/vNNNN. "
-                "Restore champion.json, or point --model at a versions/vNNNN folder."
+                f"{text} has no champion yet (champion.json vanished while reading); run again."
             )
-        return ResolvedModel(storage.join(text, path), int(match.group(1)))
+        return ResolvedModel(storage.join(text, record["path"]), int(record["version"]))
     found = ""
     if storage.is_dir(text):
         found = f" (it holds: {', '.join(storage.list_files(text)[:5]) or 'nothing'})"

@@ -64,6 +64,12 @@ class ExportResult:
         return dataclasses.asdict(self)
 
 
+def resolve_source(source: str) -> tuple[str, int | None]:
+    """The model folder behind ``source`` and its champion version (``model_dir.resolve``)."""
+    resolved = model_dir.resolve(source)
+    return resolved.folder, resolved.champion_version
+
+
 def version_name(number: int) -> str:
     """The prefix name of version ``number``: ``v0007``."""
     return f"v{number:04d}"
