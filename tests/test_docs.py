@@ -255,3 +255,46 @@ def test_a_misspelt_option_command_target_or_variable_fails(cli_root, makefile) 
     assert "catsdogs schedule has no command 'remove'" in problems[2]
     assert "no target 'bench-serv'" in problems[3]
     assert "no variable TRAINER" in problems[4]
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def broken_links(path: Path) -> list[str]:
+    """Relative links of a Markdown file whose target file or heading does not exist."""
+    problems = []
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    for target in _LINK.findall(path.read_text()):
+        if re.match(r"[a-z]+://|mailto:", target):
+            continue
+        file, _, fragment = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists():
+            problems.append(f"{where}: {target}: no file {file}")
+        elif fragment and linked.suffix == ".md":
+            headings = re.findall(r"^#{1,6} (.+)$", linked.read_text(), flags=re.MULTILINE)
+            if fragment not in {github_anchor(h) for h in headings}:
+                problems.append(f"{where}: {target}: no heading #{fragment}")
+    return problems
+
+
+def test_every_relative_link_lands() -> None:
+    assert github_anchor("Kubeflow Pipelines 2.17 or newer") == "kubeflow-pipelines-217-or-newer"
+    assert github_anchor("Using `model.keras` in plain Keras") == "using-modelkeras-in-plain-keras"
+    assert [problem for path in DOCS for problem in broken_links(path)] == []
+
+
+def test_a_broken_link_is_found(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Other\n")
+    page = tmp_path / "probe.md"
+    page.write_text("# Title\n\n[a](other.md#no-such-heading) [b](missing.md) [c](#title)\n")
+    found = broken_links(page)
+    assert len(found) == 2
+    assert "no heading #no-such-heading" in found[0] and "no file missing.md" in found[1]
+    (tmp_path / "other.md").write_text("# Other\n\n## No such heading\n")
+    assert len(broken_links(page)) == 1
