@@ -107,7 +107,8 @@ def main() -> int:
         thread.start()
     for thread in threads:
         thread.join()
-    record = json.loads((location / "champion.json").read_text())
+
+    record = champion.read_pointer(str(location)).record
 
     summary = {
         "test_count": result.metrics["test_count"],
@@ -120,7 +121,7 @@ def main() -> int:
         "predict_errors": sum(p.error is not None for p in predictions),
         "predict_accuracy_original_size": correct / max(1, len(predictions)),
         "promotions": [getattr(o, "reason", str(o)) for o in outcomes],
-        "champion_version": record["version"],
+        "champion_version": record.version if record else None,
         **{k: round(v, 2) for k, v in timings.items()},
     }
     print(json.dumps(summary, indent=2))

@@ -19,6 +19,7 @@ from typing import Any
 from catsdogs.components.common.model_dir import METRICS_FILE
 from catsdogs.components.evaluate.metrics import wilson_interval
 from catsdogs.components.evaluate.record import Evaluation
+from catsdogs.components.promote.record import ChampionRecord
 from catsdogs.pipelines import run_page
 from catsdogs.pipelines.local_console import format_seconds
 
@@ -116,8 +117,8 @@ def _champion_line(run_dir: Path, champion_uri: str, better: str) -> str:
         return (
             "Champion: none set (--champion-uri DIR keeps the best model as a versioned champion)."
         )
-    pointer = _json(Path(champion_uri) / "champion.json") if "://" not in champion_uri else None
-    held = f"v{pointer['version']:04d} (accuracy {pointer['score']:.3f})" if pointer else "it"
+    pointer = _pointer(champion_uri)
+    held = f"v{pointer.version:04d}{_score(pointer)}" if pointer else "it"
     if _output(run_dir, promote.name):
         return f"Champion: {better} promoted; {champion_uri} now holds {held}."
     return f"Champion: {better} not promoted; the champion at {champion_uri} stays {held}."
@@ -136,16 +137,15 @@ def gate(run_dir: Path, champion_uri: str, better: str, margin: float) -> run_pa
             return run_page.Gate(
                 "promoted", f"Promoted: {better} is the champion at {champion_uri}."
             )
-        before = pointer.get("previous_version")
+        before = pointer.previous_version
         replaced = f", replacing v{before:04d}" if before else " (the first champion)"
         return run_page.Gate(
             "promoted",
-            f"Promoted: {better} is now champion v{pointer['version']:04d}{replaced} at "
+            f"Promoted: {better} is now champion v{pointer.version:04d}{replaced} at "
             f"{champion_uri}.",
         )
-    version = f" v{pointer['version']:04d}" if pointer else ""
-    score = f" (accuracy {pointer['score']:.3f})" if pointer and "score" in pointer else ""
-    held = f"champion{version}{score}" if pointer else "the champion"
+    version = f" v{pointer.version:04d}" if pointer else ""
+    held = f"champion{version}{_score(pointer)}" if pointer else "the champion"
     return run_page.Gate(
         "kept",
         f"Not promoted: {better} did not beat {held} by more than the margin ({margin:g}); the "
@@ -153,16 +153,19 @@ def gate(run_dir: Path, champion_uri: str, better: str, margin: float) -> run_pa
     )
 
 
-def _pointer(champion_uri: str) -> dict[str, Any] | None:
+def _pointer(champion_uri: str) -> ChampionRecord | None:
     """The champion record (champion.json) on any storage; None when it cannot be read."""
     from catsdogs.components.common.errors import CatsdogsError
     from catsdogs.components.promote import champion
 
     try:
-        record = champion.read_pointer(champion_uri).record
+        return champion.read_pointer(champion_uri).record
     except (CatsdogsError, OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and "version" in record else None
+
+
+def _score(pointer: ChampionRecord) -> str:
+    return "" if pointer.score is None else f" (accuracy {pointer.score:.3f})"
 
 
 def _reports(run_dir: Path, scores: list[ModelScore], better: str) -> list[tuple[str, Path]]:

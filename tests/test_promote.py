@@ -79,7 +79,8 @@ def assert_consistent(location: str, winner_model: str, winner_eval: str, count:
             files
         )
     assert ".champion.lock" not in storage.list_files(location)
-    assert champion.champion_model_dir(location) == folder
+    pointer = champion.read_pointer(location).record
+    assert pointer is not None and storage.join(location, pointer.path) == folder
     return record
 
 

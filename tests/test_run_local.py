@@ -286,7 +286,9 @@ def test_summary_shows_intervals_winner_champion_times_and_report_links(tmp_path
     _fake_run(run_dir, scratch=0.52, transfer=0.962, promoted=True)
     champion = tmp_path / "champion"
     champion.mkdir()
-    (champion / "champion.json").write_text(json.dumps({"version": 3, "score": 0.962}))
+    (champion / "champion.json").write_text(
+        json.dumps({"version": 3, "path": "versions/v0003", "score": 0.962})
+    )
     text = summarize(
         run_dir,
         {"prepare-dataset": 21.0, "train-transfer": 190.0},
@@ -319,7 +321,9 @@ def test_summary_says_when_the_gate_kept_the_champion(tmp_path: Path) -> None:
     _fake_run(tmp_path, scratch=0.70, transfer=0.95, promoted=False)
     champion = tmp_path / "champion"
     champion.mkdir()
-    (champion / "champion.json").write_text(json.dumps({"version": 1, "score": 0.97}))
+    (champion / "champion.json").write_text(
+        json.dumps({"version": 1, "path": "versions/v0001", "score": 0.97})
+    )
     summary = {"wall_seconds": 1.0, "recipe_scratch_epochs": 8, "budget_scratch_epochs": 8}
     text = summarize(tmp_path, {}, champion_uri=str(champion), **summary)
     assert f"not promoted; the champion at {champion} stays v0001 (accuracy 0.970)" in text

@@ -71,7 +71,7 @@ def resolve(uri: str) -> ResolvedModel:
             raise ModelError(
                 f"{text} has no champion yet (champion.json vanished while reading); run again."
             )
-        return ResolvedModel(storage.join(text, record["path"]), int(record["version"]))
+        return ResolvedModel(storage.join(text, record.path), record.version)
     found = ""
     if storage.is_dir(text):
         found = f" (it holds: {', '.join(storage.list_files(text)[:5]) or 'nothing'})"

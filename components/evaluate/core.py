@@ -253,16 +253,16 @@ def champion_view(champion_uri: str, model_sha256: str, split_id: str) -> Champi
     record = champion.read_pointer(champion_uri).record
     if not record:
         return None
-    label = f"champion v{int(record['version']):04d}"
+    label = f"champion v{record.version:04d}"
     try:
-        evaluation = Evaluation.open_if_present(storage.join(champion_uri, record["path"]))
+        evaluation = Evaluation.open_if_present(storage.join(champion_uri, record.path))
     except InvalidEvaluationError:
         return None
     if evaluation is None or "confusion_matrix" not in evaluation.values:
         return None
     recorded = evaluation.values
     note = ""
-    if record.get("model_sha256") == model_sha256:
+    if record.model_sha256 == model_sha256:
         label += " (this model)"
     if evaluation.test_split_sha256 != split_id:
         note = (

@@ -9,8 +9,7 @@ Layout of a champion location (local folder, gs:// or s3:// prefix):
                              folder has them (metrics.json is the trainer's summary)
     versions/v0002/ ...
 
-The champion model is ``<champion>/<champion.json["path"]>/model.keras``; ``champion_model_dir``
-resolves it. A promotion writes a new ``versions/vN/`` with create-only writes
+The champion model is ``<champion>/<ChampionRecord.path>/model.keras``. A promotion writes a new ``versions/vN/`` with create-only writes
 (``write_version``) and switches the pointer in one compare-and-swap step (``publish``): on GCS and
 S3 a write with ``if_generation_match`` (the generation, or on S3 the ETag, that ``read_pointer``
 saw before deciding: ``ifGenerationMatch`` / ``If-Match``; ``If-None-Match: *`` for the first
@@ -43,12 +42,11 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from catsdogs.components.common import errors, model_dir, storage
+from catsdogs.components.promote.record import VERSIONS, ChampionRecord, version_path
 
 CHAMPION_FILE = "champion.json"
-VERSIONS = "versions"
 OPTIONAL_MODEL_FILES = (
     model_dir.METRICS_FILE,
     model_dir.HISTORY_FILE,
@@ -67,7 +65,7 @@ class PromotionConflictError(storage.StorageError, errors.CatsdogsError):
 class Pointer:
     """What champion.json held when it was read."""
 
-    record: dict[str, Any] | None
+    record: ChampionRecord | None
     generation: (
         int | str | None
     )  # GCS generation / S3 ETag of champion.json (0: absent); None locally
@@ -75,7 +73,7 @@ class Pointer:
     @property
     def version(self) -> int:
         """The champion's version (0: no champion yet)."""
-        return int(self.record["version"]) if self.record else 0
+        return self.record.version if self.record else 0
 
 
 def read_pointer(champion_uri: str) -> Pointer:
@@ -90,53 +88,10 @@ def read_pointer(champion_uri: str) -> Pointer:
     elif not storage.exists(uri):
         return Pointer(None, None)
     try:
-        record = json.loads(storage.read_text(uri))
+        text = storage.read_text(uri)
     except FileNotFoundError:
         return Pointer(None, 0 if storage.is_remote(uri) else None)
-    except json.JSONDecodeError as error:
-        raise storage.StorageError(
-            f"{uri} is not valid JSON ({error}); restore it from versions/ or delete it to start over."
-        ) from error
-    check_record(record, uri)
-    return Pointer(record, generation)
-
-
-def version_path(version: int) -> str:
-    """The one path a pointer may name for ``version``: ``versions/vNNNN``."""
-    return f"{VERSIONS}/v{version:04d}"
-
-
-def check_record(record: Any, uri: str) -> None:
-    """Refuse a pointer whose ``path`` is anything but ``versions/vNNNN`` of its own version.
-
-    Everything that follows the pointer (promote, export, serve) reads ``<champion>/<path>``, so
-    a ``path`` of ``../..`` or another prefix would make it read outside the champion location.
-    The message names neither the folder it points at nor what that folder holds.
-
-    Raises:
-        StorageError: The record is not an object, its version is not a positive integer, or
-            its path is not ``versions/v<version, 4 digits>``.
-    """
-    version = record.get("version") if isinstance(record, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise storage.StorageError(
-            f"{uri} does not name a champion version (expected an object with a positive integer "
-            f'"version"). Restore it from a good copy, or delete it to start over.'
-        )
-    expected = version_path(version)
-    if record.get("path") != expected:
-        shown = str(record.get("path"))[:80]
-        raise storage.StorageError(
-            f"{uri} names path {shown!r} for version {version}; a champion pointer must name "
-            f"exactly {expected} inside the champion location. Restore it from a good copy, or "
-            "delete it to start over."
-        )
-
-
-def champion_model_dir(champion_uri: str) -> str | None:
-    """The folder of the current champion model (with model.keras), or None when there is none."""
-    record = read_pointer(champion_uri).record
-    return storage.join(champion_uri, record["path"]) if record else None
+    return Pointer(ChampionRecord.from_json(text, uri), generation)
 
 
 def existing_versions(champion_uri: str) -> list[int]:
@@ -187,7 +142,7 @@ def write_version(
 
 
 def publish(
-    champion_uri: str, record: dict[str, Any], expected: Pointer, written: list[str]
+    champion_uri: str, record: ChampionRecord, expected: Pointer, written: list[str]
 ) -> None:
     """Switch champion.json to ``record``; when that fails, read it back to see whose write won.
 
@@ -199,20 +154,20 @@ def publish(
         _swap_pointer(champion_uri, record, expected)
     except BaseException as error:
         try:
-            current: dict[str, Any] | None = read_pointer(champion_uri).record or {}
+            current = read_pointer(champion_uri)
         except Exception:  # cannot tell who won: keep the version
             current = None
-        if current and current.get("version") == record["version"] and isinstance(error, Exception):
+        if current and current.version == record.version and isinstance(error, Exception):
             return  # our switch landed (its answer was lost, or a later step failed)
         if current is not None:
-            _discard(champion_uri, record["version"], written)
+            _discard(champion_uri, record.version, written)
         raise
 
 
-def _swap_pointer(champion_uri: str, record: dict[str, Any], expected: Pointer) -> None:
+def _swap_pointer(champion_uri: str, record: ChampionRecord, expected: Pointer) -> None:
     """Replace champion.json with ``record`` only if it is still ``expected`` (compare-and-swap)."""
     uri = storage.join(champion_uri, CHAMPION_FILE)
-    text = json.dumps(record, indent=2, sort_keys=True)
+    text = record.to_json()
     if storage.is_remote(uri):
         try:
             storage.write_text(uri, text, if_generation_match=expected.generation or 0)
@@ -286,10 +241,10 @@ def _discard(champion_uri: str, version: int, written: list[str]) -> None:
     be read, nothing is deleted.
     """
     try:
-        current = read_pointer(champion_uri).record or {}
+        current = read_pointer(champion_uri).record
     except Exception:
         return
-    if version in (current.get("version"), current.get("previous_version")):
+    if current and version in (current.version, current.previous_version):
         return
     _delete_all(written)
 

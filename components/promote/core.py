@@ -18,6 +18,7 @@ from catsdogs.components.evaluate.core import evaluate
 from catsdogs.components.evaluate.metrics import SCALARS
 from catsdogs.components.evaluate.record import Evaluation
 from catsdogs.components.promote import champion
+from catsdogs.components.promote.record import ChampionRecord
 
 HIGHER_IS_BETTER = ("accuracy", "f1", "roc_auc", "precision", "recall")
 
@@ -75,7 +76,7 @@ def _champion_score(
     A version without evaluation.json (promoted before the file had that name) is re-measured.
     """
     assert pointer.record is not None
-    version_dir = storage.join(champion_uri, pointer.record["path"])
+    version_dir = storage.join(champion_uri, pointer.record.path)
     recorded = Evaluation.open_if_present(version_dir)
     if recorded is not None and recorded.test_split_sha256 == split_id:
         return recorded.metric(metric), False
@@ -140,11 +141,12 @@ def promote(
             f"{config.metric} is undefined in {evaluation_uri} (one-class test split?)."
         )
     evaluation_text = evaluation.to_json()
-    for attempt in range(config.retries + 1):
+    attempt = 0
+    while True:  # each pass returns or raises, or retries after a lost race
         pointer = champion.read_pointer(champion_uri)
         champion_score, reevaluated = None, False
         if pointer.record is not None:
-            if pointer.record.get("model_sha256") == model_sha256:
+            if pointer.record.model_sha256 == model_sha256:
                 return PromotionResult(
                     False, pointer.version, "this model is already the champion", score, score
                 )
@@ -166,23 +168,24 @@ def promote(
             relative, written = champion.write_version(
                 champion_uri, version, model_uri, model_sha256, evaluation_text
             )
-            record = {
-                "version": version,
-                "path": relative,
-                "metric": config.metric,
-                "score": score,
-                "metrics": {k: evaluation.values.get(k) for k in SCALARS},
-                "model_sha256": model_sha256,
-                "source_model": str(model_uri),
-                "test_split_sha256": split_id,
-                "source_fingerprint": manifest.source_fingerprint,
-                "previous_version": pointer.version or None,
-                "promoted_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            }
+            record = ChampionRecord(
+                version=version,
+                path=relative,
+                metric=config.metric,
+                score=score,
+                metrics={k: evaluation.values.get(k) for k in SCALARS},
+                model_sha256=model_sha256,
+                source_model=str(model_uri),
+                test_split_sha256=split_id,
+                source_fingerprint=manifest.source_fingerprint,
+                previous_version=pointer.version or None,
+                promoted_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            )
             champion.publish(champion_uri, record, pointer, written)
         except champion.PromotionConflictError:
             if attempt == config.retries:
                 raise
+            attempt += 1
             continue
         reason = (
             "no champion yet: this model becomes the first"
@@ -191,4 +194,3 @@ def promote(
             f"{config.margin}"
         )
         return PromotionResult(True, version, reason, score, champion_score, reevaluated)
-    raise AssertionError("unreachable")  # the loop returns or raises

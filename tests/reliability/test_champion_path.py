@@ -46,7 +46,7 @@ def _cli(args: list[str]) -> str:
 def _check_refused(promotable: dict, location: str, path: str) -> None:
     message_fragment = "a champion pointer must name exactly versions/v0001"
     with pytest.raises(storage.StorageError, match=message_fragment):
-        champion.champion_model_dir(location)
+        champion.read_pointer(location)
     model, evaluation = promotable["better"]
     line = _cli(
         ["promote", "--model", model, "--evaluation", evaluation, "--data", promotable["data"],
