@@ -10,7 +10,7 @@ The graph, in words::
       -> trainers == "both":     scratch branch | transfer branch -> pick_better -> finish(better)
          trainers == "scratch":  scratch branch -> finish
          trainers == "transfer": transfer branch -> finish
-    branch = train_* -> evaluate          (sub-pipelines: one definition, reused)
+    branch = train_* -> evaluate          (sub-pipelines in pipelines/branches.py, reused)
     finish = render_activations -> promote when champion_uri is not empty (never cached)
     on a cluster, all of it inside an exit handler: retry_note says how to retry a failed run
 
@@ -64,19 +64,10 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     Returns:
         The ``@dsl.pipeline`` graph component, ready to compile or to call under ``kfp.local``.
     """
-    from typing import NamedTuple
-
     from catsdogs.components.common import config
-    from catsdogs.components.evaluate.component import evaluate
     from catsdogs.components.prepare_dataset.component import prepare_dataset
-    from catsdogs.components.promote.component import promote as promote_component
-    from catsdogs.components.render_activations.component import render_activations
-    from catsdogs.components.serve.component import export_and_deploy
-    from catsdogs.components.train_scratch.component import train_scratch
-    from catsdogs.components.train_transfer.component import train_transfer
-    from catsdogs.pipelines import steps
+    from catsdogs.pipelines import branches, steps
     from kfp import dsl
-    from kfp.dsl import Artifact, Dataset, Input, Model
 
     opts = options or PipelineOptions()
     fingerprint_op = placement.light(steps.fingerprint_source)
@@ -84,122 +75,11 @@ def build_pipeline(options: PipelineOptions | None = None) -> "GraphComponent":
     checkpoint_dirs_op = placement.light(steps.checkpoint_dirs)
 
     named = functools.partial(placement.named, opts=opts)
-    on_gpu = functools.partial(placement.on_gpu, opts=opts)
     on_cpu = functools.partial(placement.on_cpu, opts=opts)
-    require_gpu = not opts.local
 
-    class Trained(NamedTuple):
-        model: Model
-        evaluation: Artifact
-        accuracy: float
-
-    def evaluated(trained: Any, data: Any, display_name: str) -> Trained:
-        """Evaluate a training task's model on the test split; the branch's outputs."""
-        scored = on_gpu(evaluate(model=trained.outputs["model"], data=data), display_name)
-        return Trained(
-            model=trained.outputs["model"],
-            evaluation=scored.outputs["evaluation"],
-            accuracy=scored.outputs["Output"],
-        )
-
-    @dsl.pipeline(name="scratch-branch", description="Train the CNN from scratch and evaluate it.")
-    def scratch_branch(
-        data: Input[Dataset],
-        epochs: int,
-        batch_size: int,
-        learning_rate: float,
-        seed: int,
-        checkpoint_dir: str,
-        architecture: str,
-        augmentation: str,
-        steps_per_epoch: int,
-    ) -> Trained:
-        trained = on_gpu(
-            train_scratch(
-                data=data,
-                epochs=epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                seed=seed,
-                architecture=architecture,
-                augmentation=augmentation,
-                steps_per_epoch=steps_per_epoch,
-                checkpoint_dir=checkpoint_dir,
-                require_gpu=require_gpu,
-            ),
-            "train from scratch",
-        )
-        return evaluated(trained, data, "evaluate scratch model")
-
-    @dsl.pipeline(name="transfer-branch", description="Train the transfer model and evaluate it.")
-    def transfer_branch(
-        data: Input[Dataset],
-        backbone: str,
-        weights: str,
-        mode: str,
-        epochs: int,
-        batch_size: int,
-        seed: int,
-        checkpoint_dir: str,
-    ) -> Trained:
-        trained = on_gpu(
-            train_transfer(
-                data=data,
-                backbone=backbone,
-                weights=weights,
-                mode=mode,
-                epochs=epochs,
-                batch_size=batch_size,
-                seed=seed,
-                checkpoint_dir=checkpoint_dir,
-                require_gpu=require_gpu,
-            ),
-            "train transfer model",
-        )
-        return evaluated(trained, data, "evaluate transfer model")
-
-    @dsl.pipeline(name="finish", description="Render activations; promote if a champion is set.")
-    def finish(
-        model: Input[Model],
-        evaluation: Input[Artifact],
-        data: Input[Dataset],
-        champion_uri: str,
-        margin: float,
-        serving_uri: str,
-        service_name: str,
-    ) -> None:
-        on_gpu(render_activations(model=model, data=data), "render activations")
-        with dsl.If(champion_uri != "", name="champion-set"):
-            gate = on_cpu(
-                promote_component(
-                    model=model,
-                    evaluation=evaluation,
-                    data=data,
-                    champion_uri=champion_uri,
-                    margin=margin,
-                ),
-                "champion gate",
-            ).set_caching_options(enable_caching=False)  # reads the champion pointer
-            with dsl.If(serving_uri != "", name="serving-set"):
-                with dsl.If(gate.output == True, name="promoted"):  # noqa: E712
-                    on_cpu(
-                        export_and_deploy(
-                            champion_uri=champion_uri,
-                            serving_uri=serving_uri,
-                            name=service_name,
-                            predictor=opts.serving_predictor,
-                            image=config.image(),
-                            namespace=opts.serving_namespace,
-                            service_account=opts.serving_service_account,
-                            canary_traffic_percent=opts.serving_canary_percent,
-                            gpus=opts.serving_gpus,
-                            cpu=opts.serving_cpu,
-                            memory=opts.serving_memory,
-                            runtime_version=opts.serving_runtime_version,
-                            dry_run=opts.local,
-                        ),
-                        "export and deploy",
-                    ).set_caching_options(enable_caching=False)  # changes the cluster
+    scratch_branch = branches.scratch_branch(opts)
+    transfer_branch = branches.transfer_branch(opts)
+    finish = branches.finish(opts)
 
     def catsdogs(*values: Any) -> None:
         v = types.SimpleNamespace(**dict(zip(parameters.NAMES, values, strict=True)))

@@ -637,3 +637,25 @@ def test_the_retry_note_is_an_exit_handler_that_names_the_retry_command(
     spec, _ = load(path)
     assert "retry-note" not in spec["root"]["dag"]["tasks"]
     assert "fingerprint-source" in body_tasks(spec) == spec["root"]["dag"]["tasks"]
+
+
+@pytest.mark.parametrize("name", ["scratch_branch", "transfer_branch", "finish"])
+def test_each_sub_pipeline_compiles_and_reads_alone(name: str, tmp_path: Path) -> None:
+    from catsdogs.pipelines import branches
+    from kfp import compiler
+
+    path = tmp_path / f"{name}.yaml"
+    compiler.Compiler().compile(getattr(branches, name)(PipelineOptions()), str(path))
+    spec, platform = load(path)
+    tasks = spec["root"]["dag"]["tasks"]
+    if name == "finish":
+        assert "render-activations" in tasks and "condition-1" in tasks
+        inputs = set(spec["root"]["inputDefinitions"]["parameters"])
+        assert inputs == {"champion_uri", "margin", "serving_uri", "service_name"}
+    else:
+        assert set(tasks) == {name.replace("_branch", "").replace("scratch", "train-scratch")
+                              .replace("transfer", "train-transfer"), "evaluate"}  # fmt: skip
+        outputs = spec["root"]["outputDefinitions"]
+        assert set(outputs["artifacts"]) == {"model", "evaluation"}
+        assert set(outputs["parameters"]) == {"accuracy"}
+        assert platform["executors"]  # placed: the GPU tasks' disks
