@@ -1,4 +1,4 @@
-"""The whole accuracy table in one run: every model of issue 14, scored on two test sets.
+"""The whole accuracy table in one run: every model of docs/benchmarks.md, scored on two test sets.
 
 Rows (each trained once into the cache, resumable; a finished row is not trained again):
 scratch ``seed`` (the book's recipe: seed augmentation, 100 steps of 32 per epoch, 100 epochs),

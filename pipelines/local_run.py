@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import config, quiet
+from catsdogs.components.common import config, hardware
 from catsdogs.components.common.errors import CatsdogsError, SettingsError, SourceError
 from catsdogs.components.common.redaction import redact
 from catsdogs.components.prepare_dataset.settings import PrepareConfig
@@ -143,7 +143,7 @@ def cpu_budget_hint(parameters: RunParameters, runner: str = "subprocess") -> st
         runner != "subprocess"
         or parameters.trainers == "transfer"
         or parameters.scratch_epochs <= LOCAL_SCRATCH_EPOCHS
-        or quiet.has_nvidia_device()
+        or hardware.has_nvidia_device()
     ):
         return None
     return (

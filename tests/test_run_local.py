@@ -179,17 +179,17 @@ def test_make_run_trains_the_books_split_and_leaves_the_slow_scratch_cnn_out() -
 
 
 def test_a_cpu_run_of_the_full_recipe_says_what_it_costs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from catsdogs.components.common import quiet
+    from catsdogs.components.common import hardware
     from catsdogs.pipelines.local_run import LOCAL_SCRATCH_EPOCHS, RunParameters, cpu_budget_hint
 
-    monkeypatch.setattr(quiet, "has_nvidia_device", lambda: False)
+    monkeypatch.setattr(hardware, "has_nvidia_device", lambda: False)
     hint = cpu_budget_hint(RunParameters(source="x", scratch_epochs=100))
     assert hint is not None and f"--scratch-epochs {LOCAL_SCRATCH_EPOCHS}" in hint
     assert "about 41 min" in hint
     budget = RunParameters(source="x", scratch_epochs=LOCAL_SCRATCH_EPOCHS)
     assert cpu_budget_hint(budget) is None
     assert cpu_budget_hint(RunParameters(source="x", trainers="transfer")) is None
-    monkeypatch.setattr(quiet, "has_nvidia_device", lambda: True)
+    monkeypatch.setattr(hardware, "has_nvidia_device", lambda: True)
     assert cpu_budget_hint(RunParameters(source="x", scratch_epochs=100)) is None
 
 

@@ -298,7 +298,7 @@ def test_features_mode_runs_backbone_once_and_reuses_features(
     first = core.train_transfer(data, str(tmp_path / "a"), fast(epochs=2), features=cache)
     assert calls == [8, 8, 8]  # train, val, test: each image through the backbone once
     metrics = check_model_dir(first.output, 2, "features")
-    assert 0.0 <= metrics["test_accuracy_from_features"] <= 1.0
+    assert "test_accuracy_from_features" not in metrics  # evaluate alone scores the test split
     folder = Path(metrics["features"])
     meta = json.loads((folder / "features.json").read_text())
     assert meta["key"]["backbone"] == "vgg16" and meta["key"]["image_size"] == [SIZE, SIZE]

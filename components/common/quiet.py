@@ -25,7 +25,6 @@ is left alone (oneDNN makes CPU training faster; only its notice is dropped).
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.machinery
 import importlib.util
 import os
@@ -35,6 +34,8 @@ import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
+
+from catsdogs.components.common import hardware
 
 # TensorFlow's C++ log line: severity + date, time, thread, source file:line "]", message.
 _CPP_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ (?P<file>[\w.]+):\d+\] (?P<message>.*)$")
@@ -50,11 +51,6 @@ _NOISE_LINES = (
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written"),
     re.compile(r"^To enable the following instructions: .*rebuild TensorFlow with the appropriate"),
 )
-
-
-def has_nvidia_device() -> bool:
-    """Whether an NVIDIA device node (``/dev/nvidia0``...) exists on this machine."""
-    return bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 def is_noise(line: str, *, gpu_present: bool) -> bool:
@@ -79,7 +75,7 @@ def is_noise(line: str, *, gpu_present: bool) -> bool:
 @contextlib.contextmanager
 def filtered_stderr() -> Iterator[None]:
     """Capture file descriptor 2 for the block, then write back every line that is not noise."""
-    gpu_present = has_nvidia_device()
+    gpu_present = hardware.has_nvidia_device()
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:

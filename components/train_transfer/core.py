@@ -213,13 +213,6 @@ def _fit_head_on_features(
         val,
     )
     extra: dict[str, Any] = {"backbone": settings.backbone, "mode": settings.mode}
-    if "test" in splits:
-        loss, accuracy = result.model.evaluate(
-            *splits["test"], batch_size=settings.batch_size, verbose=0
-        )
-        extra.update(
-            test_accuracy_from_features=float(accuracy), test_loss_from_features=float(loss)
-        )
     extra["features"] = key_folder(locations[0], key)
     final = build_model(backbone, settings, augment=False, head=result.model)
     return Trained(final, result, settings.epochs, extra)
