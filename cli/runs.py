@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 from catsdogs.cli.pipeline import TARGET_DEFAULTS, HostOption, KfpNamespaceOption, NamespaceOption
-from catsdogs.pipelines.submit import Target
+from catsdogs.pipelines.kfp_session import Target
 
 app = typer.Typer(help="Runs on Kubeflow Pipelines: retry a failed one.")
 
@@ -26,8 +26,8 @@ def retry_command(
     with its node (Argo marks that an Error and does not retry it). It needs the run to have
     ended (FAILED or CANCELED); a run stopped by its deadline should be submitted again instead.
     """
+    from catsdogs.pipelines.kfp_session import open_session
     from catsdogs.pipelines.runs import retry
-    from catsdogs.pipelines.submit import open_session
 
     target = Target.from_environment(host=host, namespace=namespace, kfp_namespace=kfp_namespace)
     retried = retry(open_session(target), target, run_id)

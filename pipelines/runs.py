@@ -17,7 +17,7 @@ import dataclasses
 import re
 
 from catsdogs.components.common.errors import SettingsError
-from catsdogs.pipelines.submit import Session, Target, refused_as_kfp_error
+from catsdogs.pipelines.kfp_session import Session, Target, refused_as_kfp_error
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # V2beta1RuntimeState values of a run that has not ended: the server would refuse the retry.
