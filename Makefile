@@ -49,7 +49,7 @@ format: ## Apply ruff's fixes and formatting
 bench: bench-prepare
 BENCH_MIN_IMAGES ?= 4000
 
-bench-prepare: ## prepare_dataset validation images/s vs a 1-core Pillow decode baseline (../shared original-size)
+bench-prepare: ## prepare's full path through Pillow, simplejpeg (adopted) and pyturbojpeg side by side vs a 1-core Pillow baseline, with pixel differences (../shared original-size)
 	$(BIN)/python benchmarks/bench_prepare.py --source $(SHARED)/data/dogs-vs-cats/original-size --min-images $(BENCH_MIN_IMAGES)
 
 .PHONY: bench-scratch accuracy-scratch accuracy-gpu

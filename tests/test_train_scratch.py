@@ -452,3 +452,25 @@ def test_component_interface() -> None:
         "require_gpu",
     }
     assert set(spec.outputs) == {"model", "metrics", "curves", "Output"}
+
+
+def test_recipe_defaults_are_the_ones_the_measurements_support() -> None:
+    """The scratch CNN's defaults, pinned to what docs/benchmarks.md's accuracy rows support.
+
+    At 15 epochs (docs/benchmarks.md, the scratch candidates) bf16 tested the same as fp32
+    (69.0% vs 68.8%, overlapping intervals) and the book's 100-step epoch gave the best validation
+    accuracy but not a better test accuracy; no fp32 run of the full 100-epoch recipe has been
+    made on our side, so ``auto`` keeps fp32 on the CPU (mixed_float16 on a GPU) and an epoch stays
+    one pass. Change these only with the full-recipe rows that justify it.
+    """
+    from catsdogs.components.train_scratch.core import ScratchSettings
+
+    defaults = ScratchSettings()
+    assert (defaults.epochs, defaults.batch_size, defaults.learning_rate) == (100, 32, 1e-4)
+    assert (defaults.augmentation, defaults.steps_per_epoch) == ("seed", 0)
+    assert defaults.mixed_precision == "auto"
+    assert (defaults.architecture, defaults.dropout, defaults.image_size) == (
+        "seed",
+        0.5,
+        (150, 150),
+    )
