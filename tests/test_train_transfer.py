@@ -318,10 +318,27 @@ def test_features_mode_runs_backbone_once_and_reuses_features(
     assert len(list(Path(cache).iterdir())) == 2
 
 
-def test_frozen_mode_trains_head_only(tiny_dataset, tmp_path: Path) -> None:
+def test_frozen_mode_trains_head_only(tiny_dataset, tmp_path: Path, monkeypatch) -> None:
+    import keras
+
     data = tiny_dataset(per_class=4, size=SIZE)
+    real, before = core.load_backbone, {}
+
+    def recording(settings, **options):
+        backbone, fingerprint = real(settings, **options)
+        if not before:  # the run's backbone (inference_model builds a blank one to copy into)
+            before.update({w.path: np.array(w) for w in backbone.weights})
+        return backbone, fingerprint
+
+    monkeypatch.setattr(core, "load_backbone", recording)
     result = core.train_transfer(data, str(tmp_path / "m"), fast(mode="frozen"))
     check_model_dir(result.output, 1, "frozen")
+    saved = keras.models.load_model(tmp_path / "m" / "model.keras")
+    backbone = saved.get_layer(fast().spec.constructor.lower())
+    after = {w.path: np.array(w) for w in backbone.weights}
+    assert before and set(after) == set(before)  # the very backbone the run was given
+    moved = [path for path, value in after.items() if not np.array_equal(value, before[path])]
+    assert moved == []  # frozen: not one backbone weight changed in training
 
 
 def test_fine_tune_resumes_after_a_failure_between_phases(

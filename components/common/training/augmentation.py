@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from catsdogs.components.common.errors import SettingsError
@@ -220,22 +222,41 @@ def random_affine_class() -> Any:
     return RandomAffine
 
 
-def copy_weights_by_name(source: Any, target: Any) -> Any:
+def copy_weights_by_name(source: Any, target: Any, log: Callable[[str], None] | None = None) -> Any:
     """Copy each layer's weights from ``source`` into the same-named layer of ``target``.
 
     For exporting a model without its training-only layers (augmentation): build the inference
     model with the same layer names, copy, save. Every layer of ``target`` must exist in
-    ``source``. Returns ``target``.
+    ``source``. The optimizer state is copied too when both optimizers hold the same variables;
+    when they do not, ``log`` (default: stderr) is told why it was left out. Returns ``target``.
     """
     for layer in target.layers:
         layer.set_weights(source.get_layer(layer.name).get_weights())
     optimizer, trained = getattr(target, "optimizer", None), getattr(source, "optimizer", None)
     if optimizer is not None and trained is not None and trained.built:
         optimizer.build(target.trainable_variables)  # keep the optimizer state with the weights
-        pairs = list(zip(optimizer.variables, trained.variables, strict=False))
-        if len(optimizer.variables) == len(trained.variables) and all(
-            tuple(a.shape) == tuple(b.shape) for a, b in pairs
-        ):
-            for mine, theirs in pairs:
-                mine.assign(theirs)
+        mine, theirs = list(optimizer.variables), list(trained.variables)
+        why = ""
+        if len(mine) != len(theirs):
+            why = f"the trained optimizer holds {len(theirs)} variables, the copy's {len(mine)}"
+        else:
+            for a, b in zip(mine, theirs, strict=True):
+                if tuple(a.shape) != tuple(b.shape):
+                    why = (
+                        f"variable {b.path} is {tuple(b.shape)} in the trained optimizer and "
+                        f"{tuple(a.shape)} in the copy"
+                    )
+                    break
+        if why:
+            (log or _stderr)(
+                f"Optimizer state not copied into {target.name}: {why}; the weights are copied, "
+                "and training that resumes from this model starts its optimizer afresh."
+            )
+        else:
+            for a, b in zip(mine, theirs, strict=True):
+                a.assign(b)
     return target
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
