@@ -34,6 +34,13 @@ _BackoffMax = Annotated[
 ]
 _S3Endpoint = Annotated[str, typer.Option(help="AWS_ENDPOINT_URL of every step (s3://, MinIO).")]
 _S3Secret = Annotated[str, typer.Option(help="Secret with accesskey, secretkey for s3:// steps.")]
+# Tracking (docs/tracking.md): compile-time for a cluster, per run for `catsdogs run`.
+MlflowUriOption = Annotated[
+    str, typer.Option(help="MLflow server every task logs to (http://...).")
+]
+TensorboardRootOption = Annotated[
+    str, typer.Option(help="Folder or bucket the trainers copy TensorBoard logs to.")
+]
 _ScratchStorage = Annotated[
     str, typer.Option(help="Disk (ephemeral volume) per task for its own files, e.g. 4Gi; 0: none.")
 ]
@@ -151,6 +158,8 @@ def compile_command(
     active_deadline: _Deadline = _OPTIONS.active_deadline_seconds,
     retry_note: RetryNoteOption = _OPTIONS.retry_note,
     allow_tag: AllowTagOption = False,
+    mlflow_uri: MlflowUriOption = _OPTIONS.mlflow_uri,
+    tensorboard_root: TensorboardRootOption = _OPTIONS.tensorboard_root,
 ) -> None:
     """Compile the pipeline for a cluster (GPU requests, retries, guards; image by digest)."""
     from catsdogs.components.common import config
@@ -175,6 +184,8 @@ def compile_command(
         workflow_ttl_seconds=workflow_ttl,
         active_deadline_seconds=active_deadline,
         retry_note=retry_note,
+        mlflow_uri=mlflow_uri,
+        tensorboard_root=tensorboard_root,
     )
     check_output_file(output)
     _check_images({config.image()}, allow_tag)

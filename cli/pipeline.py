@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from catsdogs.cli.package import AllowTagOption, PackageOption, RetryNoteOption, cluster_package
+from catsdogs.cli.package import (
+    AllowTagOption,
+    MlflowUriOption,
+    PackageOption,
+    RetryNoteOption,
+    TensorboardRootOption,
+    cluster_package,
+)
 from catsdogs.components.common import storage
 from catsdogs.pipelines import parameters, schedule
 from catsdogs.pipelines.local_run import RUNNERS
@@ -117,6 +124,8 @@ def run_command(
     image: Annotated[
         str | None, typer.Option(help="Image for --runner docker; default CATSDOGS_IMAGE.")
     ] = None,
+    mlflow_uri: MlflowUriOption = "",
+    tensorboard_root: TensorboardRootOption = "",
 ) -> None:
     """Run the whole pipeline on this machine with KFP's local runner (kfp.local).
 
@@ -127,11 +136,14 @@ def run_command(
     <task>/task.log beside its artifacts. The run ends with each model's test accuracy and 95%
     interval, the winner, the champion gate, the time per step and links to the reports.
     """
+    from catsdogs.components.common import tracking
     from catsdogs.pipelines.local_run import run_local
 
     storage.check_folder(output, "--output")
-    run = run_local(parameters, output, runner=runner.value, image=image)
+    with tracking.pipeline_run(mlflow_uri, tensorboard_root) as tracked:
+        run = run_local(parameters, output, runner=runner.value, image=image)
     typer.echo(run.summary())
+    typer.echo(tracked.ending(run.run_dir))
 
 
 @app.command("submit")

@@ -111,6 +111,9 @@ class PipelineOptions:
     active_deadline_seconds: int = 2 * 24 * 3600
     # An exit handler that tells how to retry a failed run (catsdogs runs retry RUN_ID).
     retry_note: bool = True
+    # Tracking (docs/tracking.md): set as environment variables of every task.
+    mlflow_uri: str = ""
+    tensorboard_root: str = ""
     local: bool = False
 
     def __post_init__(self) -> None:
@@ -209,3 +212,23 @@ class PipelineOptions:
             task.set_env_variable("AWS_ENDPOINT_URL", self.s3_endpoint)
         if self.s3_secret:
             kubernetes.use_secret_as_env(task, self.s3_secret, dict(S3_SECRET_KEYS))
+        if self.mlflow_uri and not self.mlflow_uri.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"mlflow_uri must be the http(s):// address of an MLflow server that the pods "
+                f"reach, got {self.mlflow_uri!r}; e.g. --mlflow-uri http://mlflow.mlflow:5000."
+            )
+        if self.tensorboard_root and "://" not in self.tensorboard_root:
+            raise SettingsError(
+                f"tensorboard_root must be a bucket prefix that outlives the pods, got "
+                f"{self.tensorboard_root!r}; e.g. --tensorboard-root gs://bucket/tensorboard."
+            )
+
+    def environment(self) -> tuple[tuple[str, str], ...]:
+        """The tracking environment variables every task gets (``common.config`` names them)."""
+        from catsdogs.components.common import config
+
+        values = (
+            (config.MLFLOW_TRACKING_URI, self.mlflow_uri),
+            (config.TENSORBOARD_ROOT, self.tensorboard_root),
+        )
+        return tuple((name, value) for name, value in values if value)

@@ -45,10 +45,12 @@ def run_guards(options: PipelineOptions) -> Any:
 
 
 def named(task: PipelineTask, name: str, opts: PipelineOptions) -> PipelineTask:
-    """The task's display name and s3:// settings (kfp.local warns that names do nothing there)."""
+    """The task's display name, s3:// and tracking settings (kfp.local warns that names do nothing)."""
     if opts.local:
         return task
     opts.add_storage_env(task)  # s3:// endpoint and credentials, when compiled with them
+    for variable, value in opts.environment():  # tracking (docs/tracking.md)
+        task.set_env_variable(variable, value)
     return task.set_display_name(name)
 
 

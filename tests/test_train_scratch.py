@@ -261,12 +261,18 @@ def test_train_local_outputs_rerun_and_conflict(tiny_dataset, tmp_path: Path) ->
     model = keras.models.load_model(Path(out, "model.keras"))
     assert "augmentation" not in [layer.name for layer in model.layers]  # identity at inference
     assert model.count_params() == core.build_model(core.ScratchSettings(**FAST)).count_params()
-    before = {p.name: p.read_bytes() for p in Path(out).iterdir()}
+
+    def contents() -> dict[str, bytes]:  # every file, logs/ included
+        return {
+            str(p.relative_to(out)): p.read_bytes() for p in Path(out).rglob("*") if p.is_file()
+        }
+
+    before = contents()
     again = core.train_scratch(data, out, core.ScratchSettings(**FAST))
     assert again.status == "complete" and again.metrics == result.metrics
     with pytest.raises(OutputConflictError, match="holds a different run .*seed=1337 there"):
         core.train_scratch(data, out, core.ScratchSettings(**dict(FAST, seed=1)))
-    assert {p.name: p.read_bytes() for p in Path(out).iterdir()} == before
+    assert contents() == before
 
 
 def test_bad_datasets_fail_before_writing(tiny_dataset, tmp_path: Path) -> None:

@@ -20,6 +20,10 @@ Everything configurable from the environment is read here, so a reader can see e
   which other users can read in ``ps``).
 - ``KFP_HOST``, ``KFP_NAMESPACE``, ``KFP_TOKEN``: the Kubeflow Pipelines endpoint, profile namespace
   and bearer token for ``catsdogs submit`` / ``catsdogs schedule`` (options override them).
+- ``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``, ``MLFLOW_EXPERIMENT_ID``, ``MLFLOW_EXPERIMENT_NAME``:
+  MLflow tracking (``common.tracking``); KFP 2.17's MLflow plugin sets the first three in each task.
+  ``CATSDOGS_MLFLOW_PARENT_RUN_ID``: the parent of the runs that tasks create (``catsdogs run``).
+- ``CATSDOGS_TENSORBOARD_ROOT``: a folder or gs:// prefix the trainers copy their TensorBoard logs to.
 """
 
 from __future__ import annotations
@@ -114,3 +118,41 @@ def storage_unreachable_seconds() -> float:
     that long (a network blip), not for the whole retry deadline.
     """
     return float(os.environ.get("CATSDOGS_STORAGE_UNREACHABLE_SECONDS") or 15.0)
+
+
+# Experiment tracking (common/tracking.py). The MLFLOW_* names are MLflow's and KFP's own: KFP 2.17's
+# MLflow plugin injects MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID and MLFLOW_RUN_ID (the task's
+# nested run) into each task's container (docs/decisions.md, "Experiment tracking").
+MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+MLFLOW_PARENT_RUN_ID = "CATSDOGS_MLFLOW_PARENT_RUN_ID"
+TENSORBOARD_ROOT = "CATSDOGS_TENSORBOARD_ROOT"
+
+
+def mlflow_tracking_uri() -> str | None:
+    """``MLFLOW_TRACKING_URI``: the MLflow tracking server; unset means no MLflow tracking."""
+    return os.environ.get(MLFLOW_TRACKING_URI) or None
+
+
+def mlflow_run_id() -> str | None:
+    """``MLFLOW_RUN_ID``: the run to log into (KFP's plugin: the task's nested run)."""
+    return os.environ.get("MLFLOW_RUN_ID") or None
+
+
+def mlflow_experiment_id() -> str | None:
+    """``MLFLOW_EXPERIMENT_ID``: the experiment of runs a task creates (set by KFP's plugin)."""
+    return os.environ.get("MLFLOW_EXPERIMENT_ID") or None
+
+
+def mlflow_experiment_name() -> str | None:
+    """``MLFLOW_EXPERIMENT_NAME``: the experiment's name, when no id is given."""
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
+
+
+def mlflow_parent_run_id() -> str | None:
+    """``CATSDOGS_MLFLOW_PARENT_RUN_ID``: the run that runs a task creates are nested under."""
+    return os.environ.get(MLFLOW_PARENT_RUN_ID) or None
+
+
+def tensorboard_root() -> str | None:
+    """``CATSDOGS_TENSORBOARD_ROOT``: where trainers also copy their TensorBoard logs."""
+    return os.environ.get(TENSORBOARD_ROOT) or None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from catsdogs.components.common import errors, images, model_dir, records, storage
+from catsdogs.components.common import errors, images, model_dir, records, storage, tracking
 from catsdogs.components.common.progress import Progress
 from catsdogs.components.evaluate import figures as plots
 from catsdogs.components.evaluate.metrics import SCALARS, binary_metrics, score_histogram
@@ -164,6 +164,7 @@ def evaluate(
     config: EvaluateConfig | None = None,
     report_path: str | None = None,
     champion_uri: str = "",
+    track: bool = True,
 ) -> EvaluationResult:
     """Score ``MODEL_DIR`` on the test split of ``DATASET`` and write metrics, figures and report.
 
@@ -176,6 +177,7 @@ def evaluate(
         report_path: Also write report.html here (the KFP HTML artifact's file).
         champion_uri: A champion location: the report shows the champion's recorded figures
             beside this model's (nothing is promoted here).
+        track: Log to MLflow when a tracking server is set (``common.tracking``).
 
     Raises:
         OutputConflictError: ``output_uri`` holds the evaluation of another model or test split.
@@ -239,7 +241,25 @@ def evaluate(
     )
     if report_path:
         storage.write_text(report_path, page)
-    return EvaluationResult(metrics=metrics, output=str(output_uri))
+    result = EvaluationResult(metrics=metrics, output=str(output_uri))
+    if track:
+        _track(result, config)
+    return result
+
+
+def _track(result: EvaluationResult, config: EvaluateConfig) -> None:
+    """Log the evaluation to MLflow: scalars (with the interval), identity tags, the report."""
+    with tracking.task_run("evaluate", tags={"catsdogs.task": "evaluate"}) as run:
+        run.log_params(dataclasses.asdict(config), prefix="evaluate.")
+        run.log_metrics(result.scalars)
+        run.set_tags(
+            {
+                f"catsdogs.{key}": result.metrics[key]
+                for key in ("model", "model_sha256", "dataset", "test_split_sha256")
+            }
+        )
+        files = (REPORT_FILE, CONFUSION_FILE, ROC_FILE, model_dir.EVALUATION_FILE)
+        run.log_folder(result.output, "evaluation", only=files)
 
 
 def champion_view(champion_uri: str, model_sha256: str, split_id: str) -> ChampionView | None:

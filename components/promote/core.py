@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from catsdogs.components.common import errors, model_dir, records, storage, tempdirs
+from catsdogs.components.common import errors, model_dir, records, storage, tempdirs, tracking
 from catsdogs.components.evaluate.core import evaluate
 from catsdogs.components.evaluate.metrics import SCALARS
 from catsdogs.components.evaluate.record import Evaluation
@@ -81,7 +81,7 @@ def _champion_score(
     if recorded is not None and recorded.test_split_sha256 == split_id:
         return recorded.metric(metric), False
     with tempdirs.temporary("champion-eval") as tmp:
-        result = evaluate(version_dir, dataset, str(tmp))
+        result = evaluate(version_dir, dataset, str(tmp), track=False)
     value = result.metrics.get(metric)
     return (None if value is None else float(value)), True
 
@@ -101,6 +101,9 @@ def promote(
 ) -> PromotionResult:
     """Promote ``model_uri`` to champion at ``champion_uri`` if it beats the current champion.
 
+    With an MLflow tracking server (``common.tracking``), the decision is logged and a promoted
+    version is registered in the model registry, its ``champion`` alias moved to it.
+
     Args:
         model_uri: Model folder with model.keras.
         evaluation_uri: Evaluation folder of that model (evaluation.json from ``evaluate``).
@@ -116,7 +119,39 @@ def promote(
         SettingsError: The evaluation is another model's (its sha256 differs), was measured on
             another test split than ``data_uri``'s, or ``config.metric`` is undefined in it.
     """
-    config = config or PromoteConfig()
+    with tracking.task_run("promote", tags={"catsdogs.task": "promote"}) as run:
+        result = _gate(model_uri, evaluation_uri, data_uri, champion_uri, config or PromoteConfig())
+        _track(run, result, champion_uri)
+    return result
+
+
+def _track(run: tracking.Run, result: PromotionResult, champion_uri: str) -> None:
+    """Log the gate's decision; register a promoted version (the registry follows the pointer)."""
+    run.log_metrics({"promoted": int(result.promoted), "score": result.score})
+    if result.champion_score is not None:
+        run.log_metrics({"champion_score": result.champion_score})
+    run.set_tags({"catsdogs.reason": result.reason, "catsdogs.champion_uri": champion_uri})
+    if not (result.promoted and run.enabled):
+        return
+    record = champion.read_pointer(champion_uri).record
+    if record is None or record.get("version") != result.version:
+        return  # a later promotion already replaced it: that one registers itself
+    tracking.register_champion(
+        run,
+        champion_uri,
+        record,
+        still_champion=lambda: champion.read_pointer(champion_uri).version == result.version,
+    )
+
+
+def _gate(
+    model_uri: str,
+    evaluation_uri: str,
+    data_uri: str,
+    champion_uri: str,
+    config: PromoteConfig,
+) -> PromotionResult:
+    """The champion gate itself (``promote`` without the tracking)."""
     evaluation = Evaluation.open(evaluation_uri)
     dataset = records.Dataset.open(data_uri)
     manifest = dataset.manifest

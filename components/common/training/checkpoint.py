@@ -12,7 +12,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -151,6 +151,7 @@ def fit_resumable(
     log: Log = print_log,
     images_per_epoch: int | None = None,
     images_per_batch: int = 0,
+    callbacks: Sequence[Any] = (),
 ) -> FitResult:
     """``model.fit`` that checkpoints after every epoch and resumes from the last one.
 
@@ -164,6 +165,7 @@ def fit_resumable(
         log: Where per-epoch progress lines go.
         images_per_epoch: Training images in one epoch, for the progress within each epoch.
         images_per_batch: Images in one batch (0: ``settings.batch_size``).
+        callbacks: More Keras callbacks (after the checkpointer: TensorBoard, MLflow).
     """
     import keras
     from catsdogs.components.common import progress
@@ -223,7 +225,7 @@ def fit_resumable(
         validation_data=val,
         epochs=settings.epochs,
         initial_epoch=done,
-        callbacks=[shown, callback],
+        callbacks=[shown, callback, *callbacks],
         shuffle=False,  # the dataset shuffles itself
         verbose=0,
     )

@@ -15,6 +15,7 @@ Output folder (local, gs:// or s3://), the MODEL_DIR contract (``common.model_di
     metrics.json    final and best validation figures, epochs run, training time
     curves.png      training vs validation accuracy and loss, as the seed plots them
     model.keras     written last: a folder with it holds a finished run
+    logs/           TensorBoard event files (``training.tracker``; MLflow too, when set)
 
 The checkpoint (``training.checkpoint``) is deleted once the outputs are written.
 """
@@ -58,6 +59,7 @@ from catsdogs.components.common.training.device import (
     setup_device,
 )
 from catsdogs.components.common.training.settings import TrainingSettings, run_identity
+from catsdogs.components.common.training.tracker import TrainingTracker
 
 
 @dataclass
@@ -99,6 +101,7 @@ class RunContext:
     log: Log
     output: str
     record: dict[str, Any] = field(repr=False)
+    tracker: TrainingTracker | None = field(default=None, repr=False)
 
     @property
     def data(self) -> str:
@@ -152,7 +155,8 @@ class RunContext:
         if settings.steps_per_epoch:  # epochs of N batches, cycling through the reshuffled split
             train = train.repeat().take(settings.steps_per_epoch)
             images = settings.steps_per_epoch * batch
-        return fit_resumable(
+        callbacks = self.tracker.callbacks() if self.tracker else []
+        result = fit_resumable(
             build_model,
             train,
             val,
@@ -162,7 +166,11 @@ class RunContext:
             log=self.log,
             images_per_epoch=images,
             images_per_batch=batch,
+            callbacks=callbacks,
         )
+        if self.tracker:
+            self.tracker.phase_done(result.history)
+        return result
 
 
 def run_record(
@@ -289,9 +297,10 @@ def run_training(
         return finished_result(output, kind)
     record = run_record(kind, data, settings, manifest)
     checkpoint = checkpoint_location(output, settings)
-    context = RunContext(dataset, settings, checkpoint, identity, log, output, record)
     device = setup_device(settings)
+    tracker = TrainingTracker.start(kind, output, settings.to_dict())
     try:
+        context = RunContext(dataset, settings, checkpoint, identity, log, output, record, tracker)
         log(f"Training {title or kind} on {device.describe()}; data {data}; output {output}.")
         with device.strategy.scope():
             trained = fit(context)
@@ -307,7 +316,9 @@ def run_training(
         metrics.update(trained.metrics)
         write_outputs(output, trained.model, result.history, metrics, title=title or kind)
         delete_checkpoint(checkpoint)
+        tracker.finish(metrics, result.history)
     finally:
+        tracker.close()  # FAILED unless finish() ran
         restore_device(device)
     log(
         f"Done: {metrics['epochs_run']} epochs, best val_accuracy "
