@@ -134,12 +134,12 @@ def _track(run: tracking.Run, result: PromotionResult, champion_uri: str) -> Non
     if not (result.promoted and run.enabled):
         return
     record = champion.read_pointer(champion_uri).record
-    if record is None or record.get("version") != result.version:
+    if record is None or record.version != result.version:
         return  # a later promotion already replaced it: that one registers itself
     tracking.register_champion(
         run,
         champion_uri,
-        record,
+        dataclasses.asdict(record),
         still_champion=lambda: champion.read_pointer(champion_uri).version == result.version,
     )
 
