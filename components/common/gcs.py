@@ -8,7 +8,7 @@ client, the object and listing calls, and what makes them reliable:
   left after the retries end in one line.
 - A missing bucket or a permission problem fails fast with a ``StorageError`` that names the URI
   and the fix; a failed generation precondition is a ``PreconditionFailedError``.
-- Missing, expired or refused Google credentials, an unreachable storage emulator and an endpoint
+- Missing, expired or refused Google credentials (the client: ``gcs_client``), an unreachable storage emulator and an endpoint
   that stays unreachable through the retries end in a ``CredentialsError`` (one line naming the URI
   and the fix: ``gcloud auth application-default login``, ``GOOGLE_APPLICATION_CREDENTIALS`` or
   Workload Identity on GKE), never in google-auth's traceback.
@@ -25,7 +25,6 @@ The library is imported inside the functions, so local-only runs never load it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import tempfile
@@ -42,17 +41,12 @@ from catsdogs.components.common.errors import (
     PreconditionFailedError,
     StorageError,
 )
+from catsdogs.components.common.gcs_client import CREDENTIALS_FIX, _client, _first_line
+from catsdogs.components.common.gcs_client import client as client  # the API, re-exported
+from catsdogs.components.common.gcs_client import reset_client as reset_client
 
 GCS_SCHEME = "gs://"
 _TRANSFER_WORKERS = 8
-_EMULATOR_CONNECT_SECONDS = 3.0
-# How to give this process Google credentials (docs/cluster.md#storage-credentials).
-CREDENTIALS_FIX = (
-    "Run `gcloud auth application-default login` (your own account), set "
-    "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or on GKE bind the pod's "
-    "Kubernetes service account to a Google service account with Workload Identity "
-    "(docs/cluster.md#storage-credentials)."
-)
 WRITE_ID = "catsdogs-write-id"  # object metadata: which conditional write created the object
 
 
@@ -79,82 +73,6 @@ def split_gcs(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"Expected a gs://bucket/path URI with a bucket name, got {uri!r}.")
     return bucket, name
-
-
-@functools.cache
-def client() -> Any:
-    """The process's ``google.cloud.storage.Client`` (created on first use).
-
-    Raises:
-        CredentialsError: No Google credentials were found, or ``STORAGE_EMULATOR_HOST`` names an
-            endpoint that does not accept connections.
-    """
-    import logging
-
-    from catsdogs.components.common import config
-    from google.auth import exceptions as auth_exceptions
-    from google.cloud import storage
-
-    if emulator := config.storage_emulator_host():
-        _check_emulator(emulator)
-    # google.auth.default() logs a WARNING line of its own for each source it tried in vain (the
-    # metadata server, google/auth/_default.py, google-auth 2.63); the error below says it all.
-    auth_log = logging.getLogger("google.auth._default")
-    level = auth_log.level
-    auth_log.setLevel(logging.ERROR)
-    try:
-        return storage.Client(project=config.gcp_project())
-    except auth_exceptions.DefaultCredentialsError as error:
-        raise CredentialsError(
-            f"No usable Google Cloud credentials ({_first_sentence(error)}). {CREDENTIALS_FIX}"
-        ) from error
-    finally:
-        auth_log.setLevel(level)
-
-
-def _check_emulator(endpoint: str) -> None:
-    """Refuse at once an emulator that does not accept connections (else: 120 s of retries)."""
-    import socket
-    import urllib.parse
-
-    url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname or "", port), _EMULATOR_CONNECT_SECONDS).close()
-    except OSError as error:
-        raise CredentialsError(
-            f"The storage emulator at STORAGE_EMULATOR_HOST={endpoint} does not accept "
-            f"connections ({error.strerror or error}). Start it (e.g. fake-gcs-server), or unset "
-            "STORAGE_EMULATOR_HOST to use Google Cloud Storage."
-        ) from error
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _first_sentence(error: BaseException) -> str:
-    """google-auth's first sentence (its second points at the docs our fix replaces)."""
-    text = _first_line(error)
-    return text.split(". ", 1)[0].rstrip(".")
-
-
-def _client(uri: str) -> Any:
-    """``client()``, with a credentials error that names ``uri``."""
-    try:
-        return client()
-    except CredentialsError as error:
-        text = str(error)
-        raise CredentialsError(
-            f"Could not reach {uri}: {text[:1].lower()}{text[1:]}"
-        ) from error.__cause__
-
-
-def reset_client() -> None:
-    """Forget the cached client (tests point ``STORAGE_EMULATOR_HOST`` at a new server)."""
-    client.cache_clear()
 
 
 def _retry() -> Any:

@@ -72,7 +72,7 @@ def test_an_unreachable_endpoint_fails_fast_in_one_line(
 ) -> None:
     import socket
 
-    from catsdogs.components.common import gcs
+    from catsdogs.components.common import gcs, gcs_client
 
     with socket.socket() as sock:  # a port nothing listens on: connections are refused
         sock.bind(("127.0.0.1", 0))
@@ -81,7 +81,7 @@ def test_an_unreachable_endpoint_fails_fast_in_one_line(
     monkeypatch.setenv("CATSDOGS_STORAGE_UNREACHABLE_SECONDS", "1")
     # As with Google Cloud Storage itself (no emulator): nothing checks the endpoint before the
     # first call, whose retries meet the refused connections.
-    monkeypatch.setattr(gcs, "_check_emulator", lambda endpoint: None)
+    monkeypatch.setattr(gcs_client, "_check_emulator", lambda endpoint: None)
     gcs.reset_client()
     try:
         started = time.monotonic()
