@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from catsdogs.components.common.errors import OutputConflictError, SettingsError
 from catsdogs.components.evaluate import core
 from catsdogs.components.evaluate.metrics import (
     binary_metrics,
@@ -88,9 +89,9 @@ def test_degenerate_cases_do_not_crash_or_give_nan():
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="threshold must be in"):
+    with pytest.raises(SettingsError, match="threshold must be in"):
         core.EvaluateConfig(threshold=1.5)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(SettingsError, match="batch_size"):
         core.EvaluateConfig(batch_size=0)
 
 
@@ -273,6 +274,6 @@ def test_evaluate_refuses_to_overwrite_another_models_evaluation(tmp_path, tiny_
     assert core.evaluate(flat_dir, data, out).metrics["accuracy"] == first.metrics["accuracy"]
     other = save_model_dir(nested_model(), tmp_path / "other")
     before = (tmp_path / "eval" / "evaluation.json").read_text()
-    with pytest.raises(FileExistsError, match="another model or test split"):
+    with pytest.raises(OutputConflictError, match="another model or test split"):
         core.evaluate(other, data, out)
     assert (tmp_path / "eval" / "evaluation.json").read_text() == before

@@ -190,7 +190,7 @@ def test_image_is_pinned_everywhere(compiled: Path) -> None:
     ],
 )
 def test_unpinned_images_are_refused(image: str) -> None:
-    with pytest.raises(ValueError, match="not pinned|malformed digest"):
+    with pytest.raises(SettingsError, match="not pinned|malformed digest"):
         check_image(image)
 
 
@@ -416,15 +416,15 @@ def test_the_pipeline_and_the_cli_derive_from_the_one_parameter_definition(
 
 
 def test_options_are_validated() -> None:
-    with pytest.raises(ValueError, match="accelerator_count must be between 1 and 16, got 0"):
+    with pytest.raises(SettingsError, match="accelerator_count must be between 1 and 16, got 0"):
         PipelineOptions(accelerator_count=0)
-    with pytest.raises(ValueError, match="gpu_memory_request must be a Kubernetes quantity"):
+    with pytest.raises(SettingsError, match="gpu_memory_request must be a Kubernetes quantity"):
         PipelineOptions(gpu_memory_request="lots")
-    with pytest.raises(ValueError, match="toleration effect"):
+    with pytest.raises(SettingsError, match="toleration effect"):
         Toleration.parse("a=b:Sometimes")
-    with pytest.raises(ValueError, match="trainers must be one of both, scratch, transfer"):
+    with pytest.raises(SettingsError, match="trainers must be one of both, scratch, transfer"):
         RunParameters(source="x", trainers="all")
-    with pytest.raises(ValueError, match="scratch_epochs must be at least 1"):
+    with pytest.raises(SettingsError, match="scratch_epochs must be at least 1"):
         RunParameters(source="x", scratch_epochs=0)
 
 
@@ -491,7 +491,7 @@ def test_component_literals_equal_the_settings() -> None:
 )
 def test_accelerator_must_be_a_kubernetes_resource_name(accelerator: str) -> None:
     # The driver writes the type verbatim as a pod limit: Kubernetes refuses anything else.
-    with pytest.raises(ValueError, match="Kubernetes extended resource name") as error:
+    with pytest.raises(SettingsError, match="Kubernetes extended resource name") as error:
         PipelineOptions(accelerator_type=accelerator)
     assert "nvidia.com/gpu" in str(error.value)
     assert "--node-selector cloud.google.com/gke-accelerator=nvidia-l4" in str(error.value)
@@ -532,9 +532,9 @@ def test_retry_window_is_a_compile_option_and_the_factor_a_whole_number(tmp_path
     spec, _ = load(out)
     for task in tasks_of(spec, "train-transfer"):
         assert task["retryPolicy"]["backoffMaxDuration"] == "172800s"
-    with pytest.raises(ValueError, match="backoff_factor must be a whole number"):
+    with pytest.raises(SettingsError, match="backoff_factor must be a whole number"):
         PipelineOptions(backoff_factor=1.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="backoff_max_duration must be whole seconds"):
+    with pytest.raises(SettingsError, match="backoff_max_duration must be whole seconds"):
         PipelineOptions(backoff_max_duration="1 day")
 
 
@@ -561,7 +561,7 @@ def test_a_cluster_compile_refuses_a_bare_tag_and_allows_it_loudly(tmp_path: Pat
     allowed = CliRunner().invoke(app, ["compile", "--output", str(out), "--allow-tag"])
     assert allowed.exit_code == 0, allowed.output
     assert "WARNING: the component image" in allowed.output and out.is_file()
-    with pytest.raises(ValueError, match="is a tag, not a digest"):
+    with pytest.raises(SettingsError, match="is a tag, not a digest"):
         check_image("ghcr.io/x/catsdogs-gpu:0.1.0", require_digest=True)
     digest = "ghcr.io/x/catsdogs-gpu:0.1.0@sha256:" + "c" * 64
     assert check_image(digest, require_digest=True) == digest
@@ -599,11 +599,11 @@ def test_run_guards_and_scratch_disks_are_compile_options(compiled: Path, tmp_pa
         "genericEphemeralVolume" in e
         for e in other.get("deploymentSpec", {}).get("executors", {}).values()
     )
-    with pytest.raises(ValueError, match="must be longer than the retry window"):
+    with pytest.raises(SettingsError, match="must be longer than the retry window"):
         PipelineOptions(active_deadline_seconds=3600)
-    with pytest.raises(ValueError, match="scratch_storage must be a Kubernetes quantity"):
+    with pytest.raises(SettingsError, match="scratch_storage must be a Kubernetes quantity"):
         PipelineOptions(scratch_storage="lots")
-    with pytest.raises(ValueError, match="workflow_ttl_seconds must be whole seconds"):
+    with pytest.raises(SettingsError, match="workflow_ttl_seconds must be whole seconds"):
         PipelineOptions(workflow_ttl_seconds=-1)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from catsdogs.components.common import storage
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.evaluate import core
 from catsdogs.components.promote import champion
 from catsdogs.components.promote import core as gate
@@ -122,7 +123,7 @@ def test_champion_measured_on_another_split_is_reevaluated(tmp_path, models, dat
     expected = core.evaluate(models["good"], other, str(tmp_path / "check")).metrics["accuracy"]
     assert result.champion_score == pytest.approx(expected)
     assert not result.promoted  # same decision boundary (mean brightness 120): equal is not better
-    with pytest.raises(ValueError, match="another test split"):
+    with pytest.raises(SettingsError, match="another test split"):
         gate.promote(models["good2"], new_eval, data, location)
 
 

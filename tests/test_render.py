@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.common.model_dir import load_model
 from catsdogs.components.render_activations import core, layers, pictures
 from PIL import Image
@@ -57,7 +58,7 @@ def test_layer_discovery_flat_and_nested(model_dirs):
     ]
     assert layers.default_layer(nested).path == "vgg16/block1_conv1"
     assert layers.find_layer(nested, "block2_conv1").path == "vgg16/block2_conv1"
-    with pytest.raises(ValueError, match=r"valid: vgg16_preprocess, vgg16/block1_conv1"):
+    with pytest.raises(SettingsError, match=r"valid: vgg16_preprocess, vgg16/block1_conv1"):
         layers.find_layer(nested, "dense")
 
 
@@ -134,7 +135,7 @@ def test_render_nested_model_on_gcs_with_chosen_channels(bucket, tmp_path, model
     assert "01-photo/gradcam.png" in names and "index.html" in names
     assert "curves.png" not in names  # the nested model has no history.json
     assert len(result.files) == len(names)
-    with pytest.raises(ValueError, match="has 9 channels"):
+    with pytest.raises(SettingsError, match="has 9 channels"):
         core.render(
             model_dirs["nested"],
             str(tmp_path / "x"),
@@ -238,7 +239,7 @@ def test_page_stays_within_its_budget_and_files_keep_full_resolution(
     assert small.files == full.files
     for name in small.files[:-1]:  # the PNGs are the same full-resolution files
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
-    with pytest.raises(ValueError, match="page_bytes must be >= 50000"):
+    with pytest.raises(SettingsError, match="page_bytes must be >= 50000"):
         core.RenderConfig(page_bytes=1000)
 
 

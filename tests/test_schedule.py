@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from catsdogs.cli.app import app
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.pipelines.schedule import to_kfp_cron
 from catsdogs.pipelines.submit import (
     KfpError,
@@ -66,7 +67,7 @@ def test_cron_is_converted_to_six_fields(given: str, expected: str) -> None:
     ],
 )
 def test_invalid_cron_is_rejected_with_the_reason(given: str, message: str) -> None:
-    with pytest.raises(ValueError, match="Invalid cron expression") as error:
+    with pytest.raises(SettingsError, match="Invalid cron expression") as error:
         to_kfp_cron(given)
     assert message in str(error.value)
 

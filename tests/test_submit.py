@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from catsdogs.cli.app import app
+from catsdogs.components.common.errors import SettingsError
 from catsdogs.pipelines.submit import (
     KfpError,
     Target,
@@ -194,9 +195,9 @@ current-context: x
 
 
 def test_namespaces_are_kubernetes_names() -> None:
-    with pytest.raises(ValueError, match="kfp_namespace must be a Kubernetes namespace"):
+    with pytest.raises(SettingsError, match="kfp_namespace must be a Kubernetes namespace"):
         Target(kfp_namespace="Kubeflow")
-    with pytest.raises(ValueError, match="namespace must be a Kubernetes namespace"):
+    with pytest.raises(SettingsError, match="namespace must be a Kubernetes namespace"):
         Target(namespace="alice@example.com")
 
 

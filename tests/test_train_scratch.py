@@ -16,7 +16,7 @@ import pytest
 from catsdogs.cli import train as cli
 from catsdogs.cli.app import app
 from catsdogs.components.common import records, storage
-from catsdogs.components.common.errors import OutputConflictError
+from catsdogs.components.common.errors import OutputConflictError, SettingsError
 from catsdogs.components.train_scratch import core
 from typer.testing import CliRunner
 
@@ -148,7 +148,7 @@ def test_augmentations_seed_reads_shear_in_degrees_and_strong_shears() -> None:
     assert seed.shear == pytest.approx(0.2)  # ImageDataGenerator(shear_range=0.2): 0.2 degrees
     assert np.sin(np.deg2rad(strong.shear)) == pytest.approx(0.2)  # 0.2 pixel per pixel
     assert (strong.rotation, strong.shift, strong.zoom) == (40.0, 0.2, 0.2)
-    with pytest.raises(ValueError, match="augmentation must be one of seed, strong, got 'mild'"):
+    with pytest.raises(SettingsError, match="augmentation must be one of seed, strong, got 'mild'"):
         core.ScratchSettings(augmentation="mild")
 
 
@@ -192,17 +192,17 @@ def test_steps_per_epoch_cycles_through_the_split(tiny_dataset, tmp_path: Path) 
 
 
 def test_new_settings_validation() -> None:
-    with pytest.raises(ValueError, match="architecture must be one of seed, xception-mini"):
+    with pytest.raises(SettingsError, match="architecture must be one of seed, xception-mini"):
         core.ScratchSettings(architecture="resnet")
-    with pytest.raises(ValueError, match="steps_per_epoch must be 0 .* got -1"):
+    with pytest.raises(SettingsError, match="steps_per_epoch must be 0 .* got -1"):
         core.ScratchSettings(steps_per_epoch=-1)
     assert core.ScratchSettings(architecture="xception-mini", image_size=(32, 32))
 
 
 def test_settings_validation() -> None:
-    with pytest.raises(ValueError, match="at least 46x46 .* got \\(32, 32\\)"):
+    with pytest.raises(SettingsError, match="at least 46x46 .* got \\(32, 32\\)"):
         core.ScratchSettings(image_size=(32, 32))
-    with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\), got 1.0"):
+    with pytest.raises(SettingsError, match="dropout must be in \\[0, 1\\), got 1.0"):
         core.ScratchSettings(dropout=1.0)
     assert core.ScratchSettings().epochs == 100 and core.ScratchSettings().batch_size == 32
 

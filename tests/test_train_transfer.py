@@ -76,9 +76,11 @@ def test_settings_defaults_per_backbone_and_validation() -> None:
         "epochs": (0, "epochs must be between 1 and 100000, got 0"),
     }
     for name, (value, message) in bad.items():
-        with pytest.raises(ValueError, match=re.escape(message)):
+        with pytest.raises(SettingsError, match=re.escape(message)):
             core.TransferSettings(**{name: value})
-    with pytest.raises(ValueError, match="fine_tune_epochs must be at least 1 in fine-tune mode"):
+    with pytest.raises(
+        SettingsError, match="fine_tune_epochs must be at least 1 in fine-tune mode"
+    ):
         core.TransferSettings(mode="fine-tune", fine_tune_epochs=0)
     core.TransferSettings(fine_tune_learning_rate=10.0)  # the range of every learning rate
     with pytest.raises(SettingsError, match=re.escape("must be in (0, 10], got 10.5")):
@@ -120,7 +122,7 @@ def test_generic_backbone_rule_and_unknown_name() -> None:
     assert backbones.backbone_spec("efficientnet_b0").constructor == "EfficientNetB0"
     assert backbones.backbone_spec("densenet121").constructor == "DenseNet121"
     assert backbones.backbone_spec("mobilenet_v2").unfreeze_from == "block_16"
-    with pytest.raises(ValueError, match="Unknown backbone 'vgg17'"):
+    with pytest.raises(SettingsError, match="Unknown backbone 'vgg17'"):
         backbones.backbone_spec("vgg17")
 
 
@@ -184,9 +186,9 @@ def test_mobilenet_v2_fine_tune_keeps_batch_norm_frozen() -> None:
 def test_unfreeze_needs_a_known_block() -> None:
     settings = fast(backbone="densenet121", mode="fine-tune")
     backbone, _ = core.load_backbone(settings)
-    with pytest.raises(ValueError, match="needs --unfreeze-from"):
+    with pytest.raises(SettingsError, match="needs --unfreeze-from"):
         backbones.unfreeze_index(backbone, settings.spec, "")
-    with pytest.raises(ValueError, match="--unfreeze-from 'nope': no layer of densenet121"):
+    with pytest.raises(SettingsError, match="--unfreeze-from 'nope': no layer of densenet121"):
         backbones.unfreeze_index(backbone, settings.spec, "nope")
     assert backbone.layers[backbones.unfreeze_index(backbone, settings.spec, "conv5_block16")].name
 

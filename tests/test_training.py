@@ -64,7 +64,7 @@ def small_settings(**kwargs: object) -> TrainingSettings:
     ],
 )
 def test_settings_reject_bad_values(field: str, value: object, fragment: str) -> None:
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(SettingsError) as error:
         TrainingSettings(**{field: value})  # type: ignore[arg-type]
     assert fragment in str(error.value)
     assert repr(value) in str(error.value) or str(value) in str(error.value)
