@@ -191,11 +191,7 @@ def evaluate(
     storage.check_folder(output_uri, "--output")
     dataset = data if isinstance(data, records.Dataset) else records.Dataset.open(data)
     data_uri, manifest = dataset.uri, dataset.manifest
-    classes = list(manifest.classes)
-    if len(classes) != 2:
-        raise errors.DatasetError(
-            f"{data_uri} has classes {classes}; evaluation supports exactly two (e.g. cat, dog)."
-        )
+    classes = list(manifest.classes)  # always records.CLASSES: Manifest refuses any other
     model_uri = model_dir.resolve(model_uri).folder
     with model_dir.local_model_file(model_uri) as model_file:
         model_sha256 = records.sha256_file(model_file)
