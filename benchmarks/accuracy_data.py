@@ -45,10 +45,10 @@ def book_dataset(source: Path, cache: Path) -> str:
     output = cache / "book"
     if not (output / "manifest.json").is_file():
         from catsdogs.components.prepare_dataset import core
-        from catsdogs.components.prepare_dataset.settings import PrepareConfig
+        from catsdogs.components.prepare_dataset.settings import PrepareSettings
 
         linked = linked_source(source, BOOK_IDS, cache / "book-src")
-        core.prepare(str(linked), str(output), PrepareConfig(), progress=False)
+        core.prepare(str(linked), str(output), PrepareSettings(), progress=False)
     return str(output)
 
 
@@ -59,14 +59,14 @@ def new_data_dataset(source: Path, cache: Path, ids: range = NEW_DATA_IDS) -> st
     are stored as the book's split is.
     """
     from catsdogs.components.common import records
-    from catsdogs.components.prepare_dataset.settings import PrepareConfig
+    from catsdogs.components.prepare_dataset.settings import PrepareSettings
     from catsdogs.components.prepare_dataset.validation import validate_image
 
     output = cache / "new-data"
     if (output / "manifest.json").is_file():
         return str(output)
     linked = linked_source(source, ids, cache / "new-data-src")
-    cfg = PrepareConfig()
+    cfg = PrepareSettings()
     items = []
     for path in sorted(linked.iterdir()):
         match = _NAME.fullmatch(path.name)

@@ -81,12 +81,12 @@ SMOKE_SETTINGS = {"epochs": 1, "steps_per_epoch": 2, "fine_tune_epochs": 1}
 def smoke_datasets(cache: Path) -> tuple[str, str]:
     """20/10/10 photos per class of the book's ids, and 20 per class of the new data."""
     from catsdogs.components.prepare_dataset import core
-    from catsdogs.components.prepare_dataset.settings import PrepareConfig
+    from catsdogs.components.prepare_dataset.settings import PrepareSettings
 
     book = cache / "smoke-book"
     if not (book / "manifest.json").is_file():
         linked = linked_source(SOURCE, range(BOOK_IDS.start, 40), cache / "smoke-book-src")
-        config = PrepareConfig(train_per_class=20, val_per_class=10, test_per_class=10)
+        config = PrepareSettings(train_per_class=20, val_per_class=10, test_per_class=10)
         core.prepare(str(linked), str(book), config, progress=False)
     new = new_data_dataset(SOURCE, cache / "smoke", ids=range(NEW_DATA_IDS.start, 2020))
     return str(book), new

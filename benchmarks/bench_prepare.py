@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from catsdogs.components.common.images import IMAGE_SUFFIXES
 from catsdogs.components.prepare_dataset import jpeg, validation
-from catsdogs.components.prepare_dataset.settings import PrepareConfig
+from catsdogs.components.prepare_dataset.settings import PrepareSettings
 from jpeg_codecs import TurboJpeg, turbojpeg_problem
 from PIL import Image
 
@@ -133,7 +133,7 @@ def main() -> int:
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--min-images", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=0, help="0: all cores")
-    parser.add_argument("--max-side", type=int, default=PrepareConfig.max_side)
+    parser.add_argument("--max-side", type=int, default=PrepareSettings.max_side)
     parser.add_argument("--rounds", type=int, default=3, help="rotating rounds (medians)")
     args = parser.parse_args()
     if not args.source.is_dir():

@@ -57,7 +57,7 @@ def main() -> int:
         data = str(out / "data")
         if not (out / "data" / "manifest.json").exists():
             shutil.rmtree(out / "data", ignore_errors=True)
-            settings = prepare.PrepareConfig(
+            settings = prepare.PrepareSettings(
                 train_per_class=args.per_class,
                 val_per_class=max(1, args.per_class // 2),
                 test_per_class=args.test_per_class,

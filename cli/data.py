@@ -7,11 +7,11 @@ from typing import Annotated, Any
 import typer
 from catsdogs.components.common import storage
 from catsdogs.components.common.errors import SettingsError
-from catsdogs.components.prepare_dataset.settings import PrepareConfig
+from catsdogs.components.prepare_dataset.settings import PrepareSettings
 from catsdogs.components.prepare_dataset.sources import DEFAULT_SOURCE
 
 app = typer.Typer()
-_DEFAULTS = PrepareConfig()
+_DEFAULTS = PrepareSettings()
 
 
 @app.command()
@@ -75,7 +75,7 @@ def prepare(
             "cannot be combined: split either by per-class counts or by fractions, not both."
         )
     chosen: dict[str, Any] = {k: v for k, v in {**counts, **fractions}.items() if v is not None}
-    cfg = PrepareConfig(**chosen, seed=seed, max_side=max_side, workers=workers, sha256=sha256)
+    cfg = PrepareSettings(**chosen, seed=seed, max_side=max_side, workers=workers, sha256=sha256)
     storage.check_output(output, "--output")
     result = core.prepare(source, output, cfg)
     summary = ", ".join(f"{split} {n}" for split, n in result.counts.items())

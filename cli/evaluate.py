@@ -9,14 +9,14 @@ from typing import Annotated, Any
 import typer
 from catsdogs.components.common import storage
 from catsdogs.components.common.errors import SettingsError
-from catsdogs.components.evaluate.core import EvaluateConfig
-from catsdogs.components.promote.core import PromoteConfig
-from catsdogs.components.render_activations.core import RenderConfig
+from catsdogs.components.evaluate.core import EvaluateSettings
+from catsdogs.components.promote.core import PromoteSettings
+from catsdogs.components.render_activations.core import RenderSettings
 
 app = typer.Typer()
-_EVALUATE = EvaluateConfig()
-_PROMOTE = PromoteConfig()
-_RENDER = RenderConfig()
+_EVALUATE = EvaluateSettings()
+_PROMOTE = PromoteSettings()
+_RENDER = RenderSettings()
 
 ModelOption = Annotated[
     str,
@@ -96,8 +96,10 @@ def evaluate(
     from catsdogs.components.evaluate import core
     from catsdogs.components.promote import core as gate
 
-    settings = EvaluateConfig(batch_size=batch_size, threshold=threshold, gallery_size=gallery_size)
-    promote_settings = PromoteConfig(margin=margin)
+    settings = EvaluateSettings(
+        batch_size=batch_size, threshold=threshold, gallery_size=gallery_size
+    )
+    promote_settings = PromoteSettings(margin=margin)
     storage.check_output(output, "--output")
     result = core.evaluate(model, data, output, settings, champion_uri=champion)
     if as_json:
@@ -141,7 +143,7 @@ def promote(
     """
     from catsdogs.components.promote import core as gate
 
-    settings = PromoteConfig(margin=margin, metric=metric, retries=retries)
+    settings = PromoteSettings(margin=margin, metric=metric, retries=retries)
     decision = gate.promote(model, evaluation, data, champion, settings)
     if as_json:
         typer.echo(json.dumps(decision.to_dict(), sort_keys=True))
@@ -174,7 +176,7 @@ def render(
     """Activation grids of every conv/pooling layer, chosen channels, Grad-CAM and curves."""
     from catsdogs.components.render_activations import core
 
-    settings = RenderConfig(
+    settings = RenderSettings(
         layer=layer, channels=tuple(channel or ()), images_per_class=images_per_class
     )
     storage.check_output(output, "--output")

@@ -35,8 +35,8 @@ from typing import Any
 from catsdogs.components.common import config, hardware
 from catsdogs.components.common.errors import CatsdogsError, SettingsError, SourceError
 from catsdogs.components.common.redaction import redact
-from catsdogs.components.prepare_dataset.settings import PrepareConfig
-from catsdogs.components.promote.core import PromoteConfig
+from catsdogs.components.prepare_dataset.settings import PrepareSettings
+from catsdogs.components.promote.core import PromoteSettings
 from catsdogs.components.train_scratch.core import ScratchSettings
 from catsdogs.components.train_transfer.settings import TransferSettings
 from catsdogs.pipelines import docker_runner, local_console, run_folders, run_summary, task_errors
@@ -48,10 +48,10 @@ from catsdogs.pipelines.pipeline import build_pipeline
 RUNNERS = ("subprocess", "docker")
 
 # The components' settings hold every default; the pipeline parameters name them.
-_PREPARE = PrepareConfig()
+_PREPARE = PrepareSettings()
 _SCRATCH = ScratchSettings()
 _TRANSFER = TransferSettings()
-_PROMOTE = PromoteConfig()
+_PROMOTE = PromoteSettings()
 # A CPU budget for the scratch CNN (the Makefile's SCRATCH_EPOCHS, for `make run TRAINERS=both`):
 # the recipe's 100 epochs take about 40 min on 2 CPU cores; 8 take 3 to 4 and learn something
 # (62.3% [59.3, 65.3] on 1,000 test photos, measured). ``catsdogs run`` and the cluster keep the

@@ -25,17 +25,17 @@ from typing import Any
 
 from catsdogs.components.common.errors import SettingsError
 from catsdogs.components.common.training.augmentation import AUGMENTATIONS
-from catsdogs.components.prepare_dataset.settings import PrepareConfig
-from catsdogs.components.promote.core import PromoteConfig
+from catsdogs.components.prepare_dataset.settings import PrepareSettings
+from catsdogs.components.promote.core import PromoteSettings
 from catsdogs.components.train_scratch.core import ARCHITECTURES, ScratchSettings
 from catsdogs.components.train_transfer.settings import MODES, TransferSettings
 
 TRAINERS = ("both", "scratch", "transfer")
 
-_PREPARE = PrepareConfig()
+_PREPARE = PrepareSettings()
 _SCRATCH = ScratchSettings()
 _TRANSFER = TransferSettings()
-_PROMOTE = PromoteConfig()
+_PROMOTE = PromoteSettings()
 
 
 def _parameter(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:  # noqa: A002
@@ -141,7 +141,7 @@ class RunParameters:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}.")
         # The components check the rest, with the same rules as when they run.
-        PrepareConfig(
+        PrepareSettings(
             train_per_class=self.train_per_class,
             val_per_class=self.val_per_class,
             test_per_class=self.test_per_class,
@@ -163,7 +163,7 @@ class RunParameters:
             epochs=self.transfer_epochs,
             **common,
         )
-        PromoteConfig(margin=self.margin)
+        PromoteSettings(margin=self.margin)
 
     def arguments(self) -> dict[str, Any]:
         """The pipeline arguments, by parameter name."""

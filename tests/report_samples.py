@@ -156,7 +156,7 @@ def activation_page(channels: int = 512) -> str:
     from catsdogs.components.render_activations.page import anchor, index_html, section_html
 
     rng = np.random.default_rng(0)
-    config = core.RenderConfig()
+    config = core.RenderSettings()
     entries, embedded, toc = [], {}, []
     for number, name in enumerate(("cat.1.jpg", "dog.2.jpg"), start=1):
         folder = f"{number:02d}-{name[:-4]}"

@@ -90,9 +90,9 @@ def test_degenerate_cases_do_not_crash_or_give_nan():
 
 def test_config_rejects_bad_values():
     with pytest.raises(SettingsError, match="threshold must be in"):
-        core.EvaluateConfig(threshold=1.5)
+        core.EvaluateSettings(threshold=1.5)
     with pytest.raises(SettingsError, match="batch_size"):
-        core.EvaluateConfig(batch_size=0)
+        core.EvaluateSettings(batch_size=0)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_evaluate_writes_metrics_figures_and_report(tmp_path, tiny_dataset, flat
 
     data = tiny_dataset(per_class=5, size=40)
     result = core.evaluate(
-        flat_dir, data, str(tmp_path / "eval"), core.EvaluateConfig(batch_size=4)
+        flat_dir, data, str(tmp_path / "eval"), core.EvaluateSettings(batch_size=4)
     )
     out = tmp_path / "eval"
     metrics = json.loads((out / "evaluation.json").read_text())
@@ -149,7 +149,7 @@ def test_evaluate_with_champion_shows_the_champions_figures_beside(
     from catsdogs.components.promote import core as gate
 
     data = tiny_dataset(per_class=5, size=40)
-    settings = core.EvaluateConfig(batch_size=4)
+    settings = core.EvaluateSettings(batch_size=4)
     champion = str(tmp_path / "champion")
     core.evaluate(flat_dir, data, str(tmp_path / "alone"), settings, champion_uri=champion)
     alone = (tmp_path / "alone" / "report.html").read_text()
@@ -261,7 +261,7 @@ def test_cli_evaluate_and_errors(tmp_path, tiny_dataset, flat_dir):
 def test_cli_defaults_match_config():
     from catsdogs.cli import evaluate as cli
 
-    defaults = core.EvaluateConfig()
+    defaults = core.EvaluateSettings()
     command = inspect.signature(cli.evaluate).parameters
     for name in ("batch_size", "threshold", "gallery_size"):
         assert command[name].default == getattr(defaults, name), name

@@ -456,9 +456,9 @@ def test_compile_cli_defaults_equal_options_defaults() -> None:
 def test_component_literals_equal_the_settings() -> None:
     """The KFP wrappers restate defaults as literals (KFP needs them): the one check they match."""
     from catsdogs.components.prepare_dataset.component import prepare_dataset
-    from catsdogs.components.prepare_dataset.settings import PrepareConfig
+    from catsdogs.components.prepare_dataset.settings import PrepareSettings
     from catsdogs.components.promote.component import promote
-    from catsdogs.components.promote.core import PromoteConfig
+    from catsdogs.components.promote.core import PromoteSettings
     from catsdogs.components.render_activations import core as render
     from catsdogs.components.render_activations.component import render_activations
     from catsdogs.components.train_scratch.component import train_scratch
@@ -468,11 +468,11 @@ def test_component_literals_equal_the_settings() -> None:
 
     as_setting = {"channels": render.parse_channels}  # a KFP string for a tuple
     for component, settings in (
-        (prepare_dataset, PrepareConfig),
+        (prepare_dataset, PrepareSettings),
         (train_scratch, ScratchSettings),
         (train_transfer, TransferSettings),
-        (promote, PromoteConfig),
-        (render_activations, render.RenderConfig),
+        (promote, PromoteSettings),
+        (render_activations, render.RenderSettings),
     ):
         fields = {field.name: field.default for field in dataclasses.fields(settings)}
         literals = {

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import TRAIN_6000
 
-SMALL = core.PrepareConfig(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
+SMALL = core.PrepareSettings(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -143,7 +143,7 @@ def test_config_rejects_bad_values(kwargs: dict[str, object], message: str) -> N
     with pytest.raises(
         ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
     ):
-        core.PrepareConfig(**kwargs)  # type: ignore[arg-type]
+        core.PrepareSettings(**kwargs)  # type: ignore[arg-type]
 
 
 def test_defaults_equal_across_dataclass_cli_and_wrapper(
@@ -151,16 +151,16 @@ def test_defaults_equal_across_dataclass_cli_and_wrapper(
 ) -> None:
     from catsdogs.components.prepare_dataset.component import prepare_dataset
 
-    defaults = core.PrepareConfig()
+    defaults = core.PrepareSettings()
     params = inspect.signature(prepare_dataset.python_func).parameters
-    for field in dataclasses.fields(core.PrepareConfig):
+    for field in dataclasses.fields(core.PrepareSettings):
         if field.name in params:
             assert params[field.name].default == getattr(defaults, field.name), field.name
     assert {"train_per_class", "val_fraction", "seed"} <= set(params)
 
     seen: dict[str, object] = {}
 
-    def fake_prepare(source: str, output: str, cfg: core.PrepareConfig) -> core.PrepareResult:
+    def fake_prepare(source: str, output: str, cfg: core.PrepareSettings) -> core.PrepareResult:
         seen.update(source=source, cfg=cfg)
         return core.PrepareResult(output, "m", "fp", {"train": 1, "val": 1, "test": 1}, 0, "")
 
@@ -178,7 +178,7 @@ def test_bad_inputs_are_quarantined_and_good_ones_kept(tmp_path: Path) -> None:
     source = _kaggle(tmp_path / "src", per_class=5)
     expected = _bad_inputs(source)
     before = _tree(tmp_path)
-    cfg = core.PrepareConfig(val_fraction=0.2, test_fraction=0.2, workers=2)
+    cfg = core.PrepareSettings(val_fraction=0.2, test_fraction=0.2, workers=2)
     result = core.prepare(str(source), str(tmp_path / "out"), cfg, progress=False)
 
     manifest = records.load_manifest(tmp_path / "out")
@@ -209,7 +209,7 @@ def test_records_are_rgb_oriented_and_downscaled(tmp_path: Path) -> None:
     for i in range(3):
         (source / f"cat.{i}.jpg").write_bytes(_synthetic_jpeg(10 + i))
         (source / f"dog.{i}.jpg").write_bytes(_synthetic_jpeg(20 + i))
-    cfg = core.PrepareConfig(val_fraction=0.25, test_fraction=0.25, max_side=64, workers=1)
+    cfg = core.PrepareSettings(val_fraction=0.25, test_fraction=0.25, max_side=64, workers=1)
     core.prepare(str(source), str(tmp_path / "out"), cfg, progress=False)
     shapes = {
         i.decode(): (label, shape)
@@ -261,7 +261,7 @@ def test_only_files_that_need_it_are_reencoded(tmp_path: Path) -> None:
     for i in range(3):
         (source / f"cat.{i}.jpg").write_bytes(_synthetic_jpeg(10 + i))
         (source / f"dog.{i}.jpg").write_bytes(_synthetic_jpeg(20 + i, progressive=True))
-    cfg = core.PrepareConfig(val_fraction=0.25, test_fraction=0.25, max_side=64, workers=1)
+    cfg = core.PrepareSettings(val_fraction=0.25, test_fraction=0.25, max_side=64, workers=1)
     result = core.prepare(str(source), str(tmp_path / "out"), cfg, progress=False)
     assert "Kept as they were (baseline RGB JPEG within max_side, upright): 3; re-encoded: 3." in (
         result.report
@@ -303,7 +303,7 @@ def test_too_few_images_is_a_clear_error(tmp_path: Path) -> None:
         errors.SourceError,
         match=r"cat has 3 valid images.*To split all images instead, pass --val-fraction 0.2",
     ):
-        core.prepare(str(source), str(tmp_path / "out"), core.PrepareConfig(workers=1))
+        core.prepare(str(source), str(tmp_path / "out"), core.PrepareSettings(workers=1))
     assert not (tmp_path / "out").exists()
 
 
@@ -599,7 +599,7 @@ def test_shards_are_the_bytes_tensorflow_writes(tmp_path: Path) -> None:
 
 def test_settings_errors_are_settings_errors() -> None:
     with pytest.raises(errors.SettingsError, match="train_per_class must be at least 1"):
-        core.PrepareConfig(train_per_class=0)
+        core.PrepareSettings(train_per_class=0)
 
 
 # ------------------------------------------------------------------------------ https

@@ -95,7 +95,7 @@ def test_gate_first_better_worse_margin_same(tmp_path, models, data, evaluations
     assert not worse.promoted and worse.version == 1 and "does not beat" in worse.reason
     assert worse.champion_score == pytest.approx(0.5) and not worse.champion_reevaluated
 
-    too_little = gate.PromoteConfig(margin=0.6)
+    too_little = gate.PromoteSettings(margin=0.6)
     held = gate.promote(models["good"], evaluations["good"], data, location, too_little)
     assert not held.promoted and "by more than 0.6" in held.reason
 
@@ -169,7 +169,7 @@ def _race(monkeypatch, location, models, evaluations, data, retries):
 
     monkeypatch.setattr(champion, "read_pointer", racing_read)
     outcomes: dict[str, object] = {}
-    settings = gate.PromoteConfig(retries=retries)
+    settings = gate.PromoteSettings(retries=retries)
 
     def run(name):
         try:
@@ -370,7 +370,7 @@ def test_wrapper_and_cli(tmp_path, models, evaluations, data):
     )
     assert negative.exit_code == 2 and "margin must be in [0, 1)" in negative.stderr
     # Defaults agree: dataclass, KFP wrapper, CLI.
-    defaults = gate.PromoteConfig()
+    defaults = gate.PromoteSettings()
     assert inspect.signature(promote.python_func).parameters["margin"].default == defaults.margin
     command = inspect.signature(cli.promote).parameters
     for name in ("margin", "metric", "retries"):

@@ -124,7 +124,7 @@ def test_render_nested_model_on_gcs_with_chosen_channels(bucket, tmp_path, model
 
     image = write_jpeg(tmp_path / "photo.jpg", size=48)
     storage.upload_file(image, f"{bucket}/in/photo.jpg")
-    settings = core.RenderConfig(layer="block2_conv1", channels=(0, 8))
+    settings = core.RenderSettings(layer="block2_conv1", channels=(0, 8))
     result = core.render(
         model_dirs["nested"], f"{bucket}/render", [f"{bucket}/in/photo.jpg"], config=settings
     )
@@ -140,7 +140,7 @@ def test_render_nested_model_on_gcs_with_chosen_channels(bucket, tmp_path, model
             model_dirs["nested"],
             str(tmp_path / "x"),
             [str(image)],
-            config=core.RenderConfig(layer="block2_conv1", channels=(9,)),
+            config=core.RenderSettings(layer="block2_conv1", channels=(9,)),
         )
 
 
@@ -170,7 +170,7 @@ def test_wrapper_writes_html(tmp_path, tiny_dataset, model_dirs):
     assert len(_embedded_images(page)) == 2 * (
         2 + 2 + 5
     )  # 2 images: input+cam, 2 channels, 5 layers
-    defaults = core.RenderConfig()
+    defaults = core.RenderSettings()
     wrapper = inspect.signature(render_activations.python_func).parameters
     assert wrapper["layer"].default == defaults.layer
     assert core.parse_channels(wrapper["channels"].default) == defaults.channels
@@ -231,7 +231,7 @@ def test_page_stays_within_its_budget_and_files_keep_full_resolution(
     full = core.render(model_dirs["nested"], str(tmp_path / "full"), data_uri=data)
     big = (tmp_path / "full" / "index.html").stat().st_size
     out = tmp_path / "small"
-    config = core.RenderConfig(page_bytes=60_000)
+    config = core.RenderSettings(page_bytes=60_000)
     small = core.render(model_dirs["nested"], str(out), data_uri=data, config=config)
     assert big > 60_000, "the test needs a page over the budget"
     page = (out / "index.html").read_text()
@@ -240,7 +240,7 @@ def test_page_stays_within_its_budget_and_files_keep_full_resolution(
     for name in small.files[:-1]:  # the PNGs are the same full-resolution files
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
     with pytest.raises(SettingsError, match="page_bytes must be >= 50000"):
-        core.RenderConfig(page_bytes=1000)
+        core.RenderSettings(page_bytes=1000)
 
 
 @needs(VGG16_WEIGHTS)
@@ -251,7 +251,7 @@ def test_vgg16_report_of_render_data_defaults_is_under_3_mb(tmp_path):
 
     from catsdogs.cli.app import app
     from catsdogs.components.prepare_dataset import core as prepare
-    from catsdogs.components.prepare_dataset.settings import PrepareConfig
+    from catsdogs.components.prepare_dataset.settings import PrepareSettings
     from catsdogs.components.train_transfer import core as transfer
 
     photos = tmp_path / "photos"
@@ -260,7 +260,7 @@ def test_vgg16_report_of_render_data_defaults_is_under_3_mb(tmp_path):
         for number in range(4):
             shutil.copy(TRAIN_6000 / f"{label}.{number}.jpg", photos)
     data = str(tmp_path / "data")
-    split = PrepareConfig(train_per_class=1, val_per_class=1, test_per_class=2)
+    split = PrepareSettings(train_per_class=1, val_per_class=1, test_per_class=2)
     prepare.prepare(str(photos), data, split, progress=False)
     settings = transfer.TransferSettings(weights=str(VGG16_WEIGHTS))
     backbone, _ = transfer.load_backbone(settings)

@@ -164,14 +164,14 @@ def test_deep_layers_show_their_most_active_channels_numbered() -> None:
     value[0, 0, 100] = 0.5  # weakly active
     top = pictures.top_channels(value, 32)
     assert top[:5] == [*strongest, 100] and len(top) == 32
-    grid, caption = core.layer_grid("block5_conv3", value, core.RenderConfig())
+    grid, caption = core.layer_grid("block5_conv3", value, core.RenderSettings())
     assert "the 32 most active of its 512 channels" in caption
     # 32 cells of 64 px in 8 columns, 1-px gaps: 4 rows.
     assert grid.shape == (4 * 65 - 1, 8 * 65 - 1, 3)
     plain = pictures.channel_grid(value, 8, min_cell=64, max_cell=96, channels=top)
     unlabelled = pictures.channel_grid(value[..., top], 8, min_cell=64, max_cell=96)
     assert (plain != unlabelled).any()  # the channel numbers are drawn
-    whole, caption = core.layer_grid("conv1", value[..., :64], core.RenderConfig())
+    whole, caption = core.layer_grid("conv1", value[..., :64], core.RenderSettings())
     assert caption == "conv1: 4x4, 64 channels"
 
 

@@ -69,7 +69,7 @@ class Manifest:
         seed: Seed of the split.
         source_fingerprint: Identity of the source's content when it was prepared.
         source: The source as given (folder, archive, gs:// or URL).
-        settings: The settings that determine the output (``PrepareConfig.settings()``).
+        settings: The settings that determine the output (``PrepareSettings.settings()``).
         found: What the scan of the source found.
         format: How the records are stored (``records``, ``image``, ``features``).
     """

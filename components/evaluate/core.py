@@ -41,7 +41,7 @@ REPORT_FILE = "report.html"
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateSettings:
     """How a model is scored.
 
     Attributes:
@@ -112,7 +112,7 @@ def predict_split(
     model: Any,
     dataset_dir: Path,
     manifest: records.Manifest,
-    config: EvaluateConfig,
+    config: EvaluateSettings,
     split: str = "test",
 ) -> Predictions:
     """Run the model over one split, keeping the most confidently wrong images for the gallery.
@@ -161,7 +161,7 @@ def evaluate(
     model_uri: str,
     data: str | records.Dataset,
     output_uri: str,
-    config: EvaluateConfig | None = None,
+    config: EvaluateSettings | None = None,
     report_path: str | None = None,
     champion_uri: str = "",
     track: bool = True,
@@ -182,7 +182,7 @@ def evaluate(
     Raises:
         OutputConflictError: ``output_uri`` holds the evaluation of another model or test split.
     """
-    config = config or EvaluateConfig()
+    config = config or EvaluateSettings()
     if not str(output_uri).strip():
         raise errors.SettingsError(
             f"The output location is empty ({output_uri!r}). Pass --output a folder or "
@@ -243,7 +243,7 @@ def evaluate(
     return result
 
 
-def _track(result: EvaluationResult, config: EvaluateConfig) -> None:
+def _track(result: EvaluationResult, config: EvaluateSettings) -> None:
     """Log the evaluation to MLflow: scalars (with the interval), identity tags, the report."""
     with tracking.task_run("evaluate", tags={"catsdogs.task": "evaluate"}) as run:
         run.log_params(dataclasses.asdict(config), prefix="evaluate.")

@@ -41,7 +41,7 @@ def prepare_dataset(
     from catsdogs.components.prepare_dataset import core
 
     quiet.install()
-    cfg = core.PrepareConfig(
+    cfg = core.PrepareSettings(
         train_per_class=train_per_class,
         val_per_class=val_per_class,
         test_per_class=test_per_class,

@@ -29,7 +29,7 @@ from catsdogs.components.prepare_dataset.output import (
     write_shards,
 )
 from catsdogs.components.prepare_dataset.report import REPORT, quality_report
-from catsdogs.components.prepare_dataset.settings import PrepareConfig
+from catsdogs.components.prepare_dataset.settings import PrepareSettings
 from catsdogs.components.prepare_dataset.sources import source_fingerprint
 from catsdogs.components.prepare_dataset.split import assign_splits, per_class, split_sizes
 
@@ -50,7 +50,7 @@ class PrepareResult:
 def prepare(
     source: str,
     output: str,
-    cfg: PrepareConfig | None = None,
+    cfg: PrepareSettings | None = None,
     *,
     report_path: str | None = None,
     progress: bool = True,
@@ -72,7 +72,7 @@ def prepare(
         OutputConflictError: ``output`` is a file, or holds a different dataset or foreign files.
         StorageError: A disk filled up (the message names the folder and the space needed).
     """
-    cfg = cfg or PrepareConfig()
+    cfg = cfg or PrepareSettings()
     check_output(output)
     settings = cfg.settings()
     fingerprint = source_fingerprint(source)  # refuses an empty source too

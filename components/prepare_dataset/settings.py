@@ -10,7 +10,7 @@ from catsdogs.components.common.errors import SettingsError
 
 
 @dataclasses.dataclass(frozen=True)
-class PrepareConfig:
+class PrepareSettings:
     """How to split and encode the dataset.
 
     By default each class gets ``train_per_class``/``val_per_class``/``test_per_class`` images (the

@@ -10,7 +10,7 @@ import hashlib
 
 from catsdogs.components.common.errors import SourceError
 from catsdogs.components.common.records import CLASSES, SPLITS
-from catsdogs.components.prepare_dataset.settings import PrepareConfig
+from catsdogs.components.prepare_dataset.settings import PrepareSettings
 
 
 def split_key(seed: int, name: str) -> str:
@@ -18,7 +18,7 @@ def split_key(seed: int, name: str) -> str:
     return hashlib.sha256(f"{seed}\n{name}".encode()).hexdigest()
 
 
-def split_sizes(cfg: PrepareConfig, available: dict[str, int], source: str) -> dict[str, int]:
+def split_sizes(cfg: PrepareSettings, available: dict[str, int], source: str) -> dict[str, int]:
     """Per ``class/split``, how many images go there.
 
     Raises:
@@ -56,7 +56,7 @@ def split_sizes(cfg: PrepareConfig, available: dict[str, int], source: str) -> d
 
 
 def assign_splits(
-    items: list[tuple[str, int]], cfg: PrepareConfig, source: str
+    items: list[tuple[str, int]], cfg: PrepareSettings, source: str
 ) -> dict[str, list[tuple[str, int]]]:
     """Stratified, deterministic split of ``(name, label)`` items into train/val/test.
 

@@ -28,5 +28,5 @@ def promote(
     from catsdogs.components.promote import core
 
     quiet.install()
-    settings = core.PromoteConfig(margin=margin)
+    settings = core.PromoteSettings(margin=margin)
     return core.promote(model.path, evaluation.path, data.path, champion_uri, settings).promoted

@@ -24,7 +24,7 @@ HIGHER_IS_BETTER = ("accuracy", "f1", "roc_auc", "precision", "recall")
 
 
 @dataclasses.dataclass(frozen=True)
-class PromoteConfig:
+class PromoteSettings:
     """How the gate decides.
 
     Attributes:
@@ -97,7 +97,7 @@ def promote(
     evaluation_uri: str,
     data_uri: str,
     champion_uri: str,
-    config: PromoteConfig | None = None,
+    config: PromoteSettings | None = None,
 ) -> PromotionResult:
     """Promote ``model_uri`` to champion at ``champion_uri`` if it beats the current champion.
 
@@ -120,7 +120,9 @@ def promote(
             another test split than ``data_uri``'s, or ``config.metric`` is undefined in it.
     """
     with tracking.task_run("promote", tags={"catsdogs.task": "promote"}) as run:
-        result = _gate(model_uri, evaluation_uri, data_uri, champion_uri, config or PromoteConfig())
+        result = _gate(
+            model_uri, evaluation_uri, data_uri, champion_uri, config or PromoteSettings()
+        )
         _track(run, result, champion_uri)
     return result
 
@@ -149,7 +151,7 @@ def _gate(
     evaluation_uri: str,
     data_uri: str,
     champion_uri: str,
-    config: PromoteConfig,
+    config: PromoteSettings,
 ) -> PromotionResult:
     """The champion gate itself (``promote`` without the tracking)."""
     evaluation = Evaluation.open(evaluation_uri)

@@ -31,7 +31,7 @@ def render_activations(
     from catsdogs.components.render_activations import core
 
     quiet.install()
-    settings = core.RenderConfig(layer=layer, channels=core.parse_channels(channels))
+    settings = core.RenderSettings(layer=layer, channels=core.parse_channels(channels))
     core.render(
         model.path, pictures.path, data_uri=data.path, config=settings, report_path=report.path
     )

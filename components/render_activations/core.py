@@ -10,7 +10,7 @@ folder (local, gs:// or s3://) gets:
     curves.png                                 training curves from the model's history.json
     index.html                                 one page embedding all of the above (base64 JPEG copies)
 
-The page stays under ``RenderConfig.page_bytes`` (3 MB): the Kubeflow UI loads an HTML artifact
+The page stays under ``RenderSettings.page_bytes`` (3 MB): the Kubeflow UI loads an HTML artifact
 whole into an iframe, and a VGG16 render embeds ~80 pictures. Its JPEG copies share that budget
 (``pictures.fit_jpegs``: small ones whole, large grids shrunk, what cannot fit left out with a note);
 the PNG files in the folder keep full resolution. The KFP wrapper writes the folder as an artifact
@@ -39,7 +39,7 @@ INDEX_FILE = "index.html"
 
 
 @dataclasses.dataclass(frozen=True)
-class RenderConfig:
+class RenderSettings:
     """What to render.
 
     Attributes:
@@ -141,7 +141,7 @@ def resolve_channels(ref: layers.LayerRef, count: int, channels: tuple[int, ...]
     return list(dict.fromkeys(min(c, count - 1) for c in DEFAULT_CHANNELS))
 
 
-def layer_grid(path: str, value: np.ndarray, config: RenderConfig) -> tuple[np.ndarray, str]:
+def layer_grid(path: str, value: np.ndarray, config: RenderSettings) -> tuple[np.ndarray, str]:
     """One layer's picture and caption: every channel, or the most active ones of a deep layer."""
     height, width, count = value.shape
     if count <= WHOLE_UP_TO:
@@ -240,7 +240,7 @@ def render(
     output_uri: str,
     image_uris: list[str] | None = None,
     data_uri: str = "",
-    config: RenderConfig | None = None,
+    config: RenderSettings | None = None,
     report_path: str | None = None,
 ) -> RenderResult:
     """Render activations, chosen channels, Grad-CAM and curves for a few images.
@@ -254,7 +254,7 @@ def render(
         config: Layer, channels, how many images.
         report_path: Also write index.html here (the KFP HTML artifact's file).
     """
-    config = config or RenderConfig()
+    config = config or RenderSettings()
     sources, classes, failed = _sources(image_uris, data_uri, config.images_per_class)
     model_uri = model_dir.resolve(model_uri).folder
     model = model_dir.load_model(model_uri)

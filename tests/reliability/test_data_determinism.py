@@ -18,7 +18,7 @@ from PIL import Image
 PREPARE = """
 import sys
 from catsdogs.components.prepare_dataset import core
-cfg = core.PrepareConfig(val_fraction=0.25, test_fraction=0.25, max_side=64, workers=int(sys.argv[3]))
+cfg = core.PrepareSettings(val_fraction=0.25, test_fraction=0.25, max_side=64, workers=int(sys.argv[3]))
 core.prepare(sys.argv[1], sys.argv[2], cfg, progress=False)
 """
 

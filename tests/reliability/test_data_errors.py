@@ -59,7 +59,7 @@ def test_an_output_that_is_a_file_is_refused_before_any_work(
         raise AssertionError("validation ran although the output is unusable")
 
     monkeypatch.setattr(validation, "validate_all", no_work)
-    cfg = core.PrepareConfig(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
+    cfg = core.PrepareSettings(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
     for output in (taken, taken / "below"):
         with pytest.raises(
             errors.OutputConflictError,

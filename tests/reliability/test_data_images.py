@@ -54,7 +54,7 @@ def test_32_bit_and_float_pixels_are_quarantined_with_a_reason(tmp_path: Path) -
         write_jpeg(source / f"dog.{i}.jpg", seed=10 + i)
     _save(source / "cat.float.tif", (GRADIENT / 65535).astype(np.float32), "TIFF")
     _save(source / "dog.int32.tif", GRADIENT.astype(np.int32) * 1000, "TIFF")
-    cfg = core.PrepareConfig(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
+    cfg = core.PrepareSettings(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
     core.prepare(str(source), str(tmp_path / "out"), cfg, progress=False)
     reasons = {q.file: q.reason for q in records.load_manifest(tmp_path / "out").quarantined}
     assert set(reasons) == {"cat.float.tif", "dog.int32.tif"}
@@ -69,7 +69,7 @@ def test_degenerate_images_are_flagged_in_the_quality_report(tmp_path: Path) -> 
         write_jpeg(source / f"dog.{i}.jpg", seed=10 + i)
     Image.new("RGB", (1, 1), (9, 9, 9)).save(source / "cat.dot.png")
     Image.new("RGB", (200, 8), (9, 9, 9)).save(source / "dog.strip.png")
-    cfg = core.PrepareConfig(val_fraction=0.2, test_fraction=0.2, workers=1)
+    cfg = core.PrepareSettings(val_fraction=0.2, test_fraction=0.2, workers=1)
     result = core.prepare(str(source), str(tmp_path / "out"), cfg, progress=False)
     section = result.report.split("## Degenerate images (2)")[1]
     assert "| cat.dot.png | 1x1 |" in section and "| dog.strip.png | 200x8 |" in section

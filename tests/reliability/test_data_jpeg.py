@@ -72,7 +72,7 @@ def _source(folder: Path) -> Path:
     return folder
 
 
-CFG = core.PrepareConfig(val_fraction=0.2, test_fraction=0.2, max_side=256, workers=1)
+CFG = core.PrepareSettings(val_fraction=0.2, test_fraction=0.2, max_side=256, workers=1)
 
 
 def test_damaged_scan_data_is_quarantined_with_libjpegs_warning(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from catsdogs.components.common import errors, records, storage, tempdirs, tfrec
 from catsdogs.components.prepare_dataset import core, validation
 from PIL import Image
 
-SMALL = core.PrepareConfig(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
+SMALL = core.PrepareSettings(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
 
 KILLER = """
 import os, signal, sys
@@ -56,7 +56,7 @@ elif point == "uploading":  # after the first of the files was uploaded
         os.kill(os.getpid(), signal.SIGKILL)
 
     storage.upload_dir = upload_half
-cfg = core.PrepareConfig(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
+cfg = core.PrepareSettings(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
 core.prepare(source, output, cfg, progress=False)
 """
 

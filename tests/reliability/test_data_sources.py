@@ -18,7 +18,7 @@ from catsdogs.components.common import errors, model_dir, records, storage
 from catsdogs.components.prepare_dataset import core, sources
 from PIL import Image
 
-SMALL = core.PrepareConfig(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
+SMALL = core.PrepareSettings(train_per_class=3, val_per_class=1, test_per_class=1, workers=1)
 
 
 def _jpeg(seed: int, size: tuple[int, int] = (40, 36)) -> bytes:
