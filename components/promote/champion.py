@@ -9,23 +9,11 @@ Layout of a champion location (local folder, gs:// or s3:// prefix):
                              folder has them (metrics.json is the trainer's summary)
     versions/v0002/ ...
 
-The champion model is ``<champion>/<ChampionRecord.path>/model.keras``. A promotion writes a new ``versions/vN/`` with create-only writes
-(``write_version``) and switches the pointer in one compare-and-swap step (``publish``): on GCS and
-S3 a write with ``if_generation_match`` (the generation, or on S3 the ETag, that ``read_pointer``
-saw before deciding: ``ifGenerationMatch`` / ``If-Match``; ``If-None-Match: *`` for the first
-champion), locally a
-replace under the folder's lock that re-checks the version. The local lock is an exclusive
-``flock`` on the champion folder, which the kernel releases however its holder ends (kill -9
-included), so a crashed promotion never blocks the next; while it is held, ``LOCK_FILE`` names the
-holder (pid, host, since) for the message of a promotion that gives up waiting, and a lock file
-left by a killed holder is simply replaced by the next one.
-
-A promotion that loses the race deletes the version it wrote and gets ``PromotionConflictError``.
-When the pointer switch fails, or its answer is lost, the pointer is read back before deciding
-whose write won, and a version that champion.json names (as champion or as previous champion) is
-never deleted; when the pointer cannot be read, the version is kept (an orphan folder is harmless,
-a dangling pointer is not). Readers only follow the pointer, so they never see a half-written
-champion, and previous champions stay under their version name.
+The champion model is ``<champion>/<ChampionRecord.path>/model.keras``. A promotion writes a new
+``versions/vN/`` with create-only writes (``write_version``) and switches the pointer in one
+compare-and-swap step (``publish``); a promotion that loses the race deletes the version it wrote
+and gets ``PromotionConflictError``. How the swap, the lock and a lost answer work on each backend,
+and why: docs/decisions.md, "The champion pointer: compare-and-swap per backend".
 """
 
 from __future__ import annotations
