@@ -168,7 +168,7 @@ def run_pipeline(tmp_path: Path, *extra: str) -> tuple[Any, Path]:
         "2",
         "--batch-size",
         "4",
-        "--weights",
+        "--transfer-weights",
         "none",
         "--champion-uri",
         str(tmp_path / "champion"),
