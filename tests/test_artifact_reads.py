@@ -74,7 +74,7 @@ def test_each_step_of_a_run_reads_the_manifest_at_most_once(
             "1",
             "--batch-size",
             "4",
-            "--weights",
+            "--transfer-weights",
             "none",
             "--champion-uri",
             str(tmp_path / "champion"),

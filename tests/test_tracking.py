@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from catsdogs.cli.app import app
 from catsdogs.components.common import config, tracking
+from catsdogs.components.promote.record import ChampionRecord
 from typer.testing import CliRunner
 
 from tests.loopback_server import LoopbackServer
@@ -395,7 +396,7 @@ def test_no_tracking_server_means_no_mlflow_call(
         run.log_params({"threshold": 0.5})
         run.log_metrics({"accuracy": 1.0})
         run.log_folder(str(tmp_path), "evaluation")
-        record = {"path": "versions/v0001", "version": 1, "model_sha256": "0" * 64}
+        record = ChampionRecord(version=1, path="versions/v0001", model_sha256="0" * 64)
         assert tracking.register_champion(run, str(tmp_path), record) is None
     assert WARNING not in capfd.readouterr().err
 

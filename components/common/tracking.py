@@ -37,9 +37,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catsdogs.components.common import config, storage
+
+if TYPE_CHECKING:  # the record's class lives with promote; tracking only reads it
+    from catsdogs.components.promote.record import ChampionRecord
 
 EXPERIMENT = "catsdogs"  # the experiment of runs a task creates: named for the pipeline
 REGISTERED_MODEL = "catsdogs"
@@ -236,7 +239,7 @@ def sha256_of(uri: str) -> str:
 def register_champion(
     run: Run,
     champion_uri: str,
-    record: Mapping[str, Any],
+    record: ChampionRecord,
     still_champion: Callable[[], bool] = lambda: True,
 ) -> Any:
     """Register a promoted champion version in MLflow's model registry; move the alias to it.
@@ -252,17 +255,17 @@ def register_champion(
     """
     if not run.enabled:
         return None
-    version_uri = storage.join(champion_uri, str(record["path"]))
+    version_uri = storage.join(champion_uri, record.path)
     run.log_folder(version_uri, "champion")
     tags = {
         "source": version_uri,
         "champion_uri": str(champion_uri),
-        "champion_version": str(record["version"]),
-        "model_sha256": str(record["model_sha256"]),
-        "source_model": str(record.get("source_model", "")),
-        "metric": str(record.get("metric", "")),
-        "score": str(record.get("score", "")),
-        **{k: str(v) for k, v in dict(record.get("metrics") or {}).items() if v is not None},
+        "champion_version": str(record.version),
+        "model_sha256": str(record.model_sha256),
+        "source_model": record.source_model or "",
+        "metric": record.metric or "",
+        "score": "" if record.score is None else str(record.score),
+        **{k: str(v) for k, v in (record.metrics or {}).items() if v is not None},
     }
 
     def register() -> Any:
@@ -281,7 +284,7 @@ def register_champion(
             f"runs:/{run.run_id}/champion",
             run_id=run.run_id,
             tags=tags,
-            description=f"Champion v{int(record['version']):04d}: {version_uri}",
+            description=f"Champion v{record.version:04d}: {version_uri}",
         )
         if still_champion():
             client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION_ALIAS, created.version)

@@ -141,7 +141,7 @@ def _track(run: tracking.Run, result: PromotionResult, champion_uri: str) -> Non
     tracking.register_champion(
         run,
         champion_uri,
-        dataclasses.asdict(record),
+        record,
         still_champion=lambda: champion.read_pointer(champion_uri).version == result.version,
     )
 
