@@ -83,7 +83,7 @@ def test_submit_refuses_credentials_in_any_uri_parameter() -> None:
     [
         ["train-transfer", "--data", "{data}", "--output", "{tmp}/m",
          "--weights", f"https://alice:{PASSWORD}@example.com/vgg16_notop.h5"],
-        ["deploy", "--serving-uri", "gs://b/s", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9"],
+        ["deploy", "--serving-uri", "gs://b/s/v0001", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9"],
         ["submit", "--source", "gs://b/raw", "--host", f"http://alice:{PASSWORD}@127.0.0.1:9",
          "--allow-tag", "--package", str(GOLDEN)],
     ],
@@ -101,7 +101,7 @@ def test_deploy_reads_its_token_from_a_file_or_the_environment(tmp_path: Path) -
 
     token_file = tmp_path / "token"
     token_file.write_text("from-a-file-0123\n")
-    base = ["deploy", "--serving-uri", "gs://b/s", "--namespace", "ml"]
+    base = ["deploy", "--serving-uri", "gs://b/s/v0001", "--namespace", "ml"]
     with RecordingServer() as k8s:
         by_file = CliRunner().invoke(
             app, [*base, "--host", k8s.url, "--token-file", str(token_file)]
