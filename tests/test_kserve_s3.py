@@ -87,8 +87,8 @@ def test_kserve_reads_the_s3_serving_uri_with_the_documented_secret(
     # initializer would skip: tests/test_object_storage_cli.py); two versions, as after two
     # promotions.
     serving = f"{s3_bucket}/serving/catsdogs"
-    for version in (1, 2):
-        folder = tmp_path / "export" / str(version)
+    for version in (1, 2):  # SERVING_URI/vNNNN/1/ (components/serve/export.py)
+        folder = tmp_path / "export" / f"v{version:04d}" / "1"
         for name in ("saved_model.pb", "fingerprint.pb", "variables/variables.index"):
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(f"{version}:{name}".encode())
@@ -103,15 +103,17 @@ def test_kserve_reads_the_s3_serving_uri_with_the_documented_secret(
     env = _initializer_env(secret)
     assert env["AWS_ENDPOINT_URL"] == s3_server  # s3-usehttps "0": plain http, as MinIO in-cluster
     settings = deploy.DeploySettings(
-        name="catsdogs", serving_uri=serving, service_account=account["metadata"]["name"]
+        name="catsdogs",
+        storage_uri=f"{serving}/v0002",
+        service_account=account["metadata"]["name"],
     )
-    predictor = deploy.manifest(settings)["spec"]["predictor"]
-    assert predictor["serviceAccountName"] == "kserve-s3"
-    storage_uri = predictor["model"]["storageUri"]
-    assert storage_uri == serving
+    body = deploy.manifest(settings)
+    assert body["spec"]["predictor"]["serviceAccountName"] == "kserve-s3"
+    storage_uri = deploy.storage_uri_of(body)
+    assert storage_uri == f"{serving}/v0002"
     downloaded = _initializer_download(storage_uri, env, tmp_path / "mnt-models")
-    assert downloaded == storage.list_files(serving)  # every version, at its relative path
-    for name in downloaded:  # TF Serving then loads the highest numbered version
+    assert downloaded == storage.list_files(f"{serving}/v0002")  # one version only
+    for name in downloaded:  # the predictor loads /mnt/models/1
         assert (tmp_path / "mnt-models" / name).read_bytes() == (
-            tmp_path / "export" / name
+            tmp_path / "export" / "v0002" / name
         ).read_bytes()

@@ -65,8 +65,8 @@ def test_prepare_train_evaluate_promote_export_on_object_storage(
     assert record is not None and record["version"] == 1
     assert record["model_sha256"] == evaluation["model_sha256"]
     output = _run("export", "--model", champion, "--output", f"{bucket}/serving")
-    assert f"Exported version 1 to {bucket}/serving/1" in output
-    objects = storage.list_objects(f"{bucket}/serving/1")
+    assert f"Exported version 1 to {bucket}/serving/v0001" in output
+    objects = storage.list_objects(f"{bucket}/serving/v0001/1")
     names = [name for name, _ in objects]
     assert "saved_model.pb" in names and any(n.startswith("variables/") for n in names)
     # KServe's storage initializer skips empty objects (kserve-storage 0.21.0, _download_s3).

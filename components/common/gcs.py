@@ -220,11 +220,11 @@ def write_bytes(
     write_id = _tag(blob) if generation is not None else None
     try:
         with _errors(uri, "write"):
-            blob.upload_from_string(
+            gcs_retry.upload(
+                blob.upload_from_string,
                 data,
                 content_type=content_type or "application/octet-stream",
                 if_generation_match=generation,
-                retry=_retry(),
             )
     except PreconditionFailedError as error:
         if write_id and _written_by(uri, write_id):
@@ -272,8 +272,10 @@ def upload_file(local_path: str | os.PathLike[str], uri: str, *, if_absent: bool
     write_id = _tag(blob) if if_absent else None
     try:
         with _errors(uri, "write"):
-            blob.upload_from_filename(
-                str(local_path), if_generation_match=0 if if_absent else None, retry=_retry()
+            gcs_retry.upload(
+                blob.upload_from_filename,
+                str(local_path),
+                if_generation_match=0 if if_absent else None,
             )
     except PreconditionFailedError as error:
         if write_id and _written_by(uri, write_id):

@@ -48,6 +48,17 @@ def policy() -> Any:
     return DEFAULT_RETRY.with_predicate(predicate).with_timeout(config.storage_retry_seconds())
 
 
+def upload(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call`` (an upload) retried by ``policy()`` itself, the library's own retry off.
+
+    google-cloud-storage 2.19 hands an upload's retry to google-resumable-media
+    (``blob._api_core_retry_to_resumable_media_retry``), which keeps its deadline but not its
+    predicate: an endpoint that refuses every connection was retried for a minute, not
+    ``config.storage_unreachable_seconds()``.
+    """
+    return policy()(call)(*args, retry=None, **kwargs)
+
+
 def _cannot_connect(error: BaseException) -> bool:
     """Whether ``error`` is a connection that could not be made (not one broken mid-request)."""
     import requests

@@ -8,8 +8,9 @@ Point ``STORAGE_EMULATOR_HOST`` (GCS) or ``AWS_ENDPOINT_URL_S3`` (S3) at ``Fault
   S3 requests get S3's own error body (503 ``SlowDown``), GCS requests a JSON one;
 - lost responses: a request for which ``lose_response(method, path, body, headers)`` is true reaches the
   server, which acts on it, and then the client's connection is reset instead of the answer
-  being sent. Each distinct request (method, path with query, body) loses its response once, so
-  the client's retry of the same request gets through: the case of a write that succeeded but
+  being sent. Each distinct request (method, path with query, body; a multipart body's random
+  boundary does not count, since a client that rebuilds the upload draws a new one) loses its
+  response once, so the client's retry of the same request gets through: the case of a write that succeeded but
   whose success the client never heard of.
 
 It is bounded: it stops by itself after ``max_seconds`` (a hung test then fails instead of
@@ -134,7 +135,7 @@ class FaultProxy:
         """The treatment of one request: "forward", "lose", "503", "429" or "reset"."""
         with self._lock:
             if self.lose_response and self.lose_response(method, path, body, headers or {}):
-                key = (method, path, hashlib.sha256(body).hexdigest())
+                key = (method, path, hashlib.sha256(_without_boundary(body, headers)).hexdigest())
                 if key not in self._seen:
                     self._seen.add(key)
                     self.lost.append(f"{method} {path}")
@@ -234,3 +235,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Close the client's connection with a TCP reset, sending nothing."""
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
+
+
+def _without_boundary(body: bytes, headers: Headers | None) -> bytes:
+    """``body`` with its multipart boundary (from the Content-Type header) taken out."""
+    content_type = str(
+        (headers or {}).get("Content-Type") or (headers or {}).get("content-type") or ""
+    )
+    if "boundary=" not in content_type:
+        return body
+    boundary = content_type.split("boundary=", 1)[1].split(";", 1)[0].strip().strip('"')
+    return body.replace(boundary.encode(), b"") if boundary else body
