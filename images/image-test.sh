@@ -220,11 +220,11 @@ run_pipeline() {
     local train=$1 rest=$2 log=$WORK/pipeline.log
     [[ -x $VENV_PYTHON ]] || die "no $VENV_PYTHON; run make install (or set VENV_PYTHON=...)."
     say "The whole pipeline, every task in $TEST_IMAGE (kfp.local DockerRunner on podman's API socket)"
-    # --weights imagenet with no network: the transfer tasks must find the weights baked in.
+    # --transfer-weights imagenet with no network: the transfer tasks must find the weights baked in.
     nice -n 10 "$VENV_PYTHON" -m catsdogs.cli run --runner docker --image "$TEST_IMAGE" \
         --source "$WORK/photos" --output "$WORK/pipeline" --train-per-class "$train" \
         --val-per-class "$rest" --test-per-class "$rest" --trainers both --scratch-epochs 1 \
-        --transfer-epochs 2 --batch-size 8 --weights imagenet 2>&1 | tee "$log"
+        --transfer-epochs 2 --batch-size 8 --transfer-weights imagenet 2>&1 | tee "$log"
     # kfp.local's own lines are on the console or, with catsdogs run's task console, in run.log.
     local finished
     finished=$({ cat "$log"; find "$WORK/pipeline" -name '*.log' -exec cat {} +; } \
