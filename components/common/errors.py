@@ -61,6 +61,14 @@ class CredentialsError(StorageError):
 class AlreadyExistsError(StorageError):
     """A create-only write found something already at the destination."""
 
+    @classmethod
+    def for_objects(cls, uri: str, clashes: list[str]) -> AlreadyExistsError:
+        """The refusal of a folder upload under ``uri`` that met existing objects ``clashes``."""
+        return cls(
+            f"Refusing to overwrite objects under {uri}: {', '.join(clashes[:3])} already "
+            "exist. Choose another output location or delete the existing objects first."
+        )
+
 
 class PreconditionFailedError(StorageError):
     """A generation precondition did not hold: someone else changed the object first."""

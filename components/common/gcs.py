@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import gcs_retry
+from catsdogs.components.common import gcs_retry, tempdirs
 from catsdogs.components.common.errors import (
     AlreadyExistsError,
     CredentialsError,
@@ -360,10 +358,7 @@ def upload_dir(root: Path, names: list[str], uri: str, *, if_absent: bool) -> No
             elif isinstance(result, BaseException):
                 raise result
     if clashes:
-        raise AlreadyExistsError(
-            f"Refusing to overwrite objects under {uri}: {', '.join(clashes[:3])} already "
-            "exist. Choose another output location or delete the existing objects first."
-        )
+        raise AlreadyExistsError.for_objects(uri, clashes)
 
 
 def download_dir(uri: str, names: list[str], dest: Path) -> None:
@@ -376,22 +371,14 @@ def download_dir(uri: str, names: list[str], dest: Path) -> None:
 
     bucket_name, prefix = _folder(uri)
     bucket = _client(uri).bucket(bucket_name)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
-    try:
-        with _errors(uri, "read"):
-            transfer_manager.download_many_to_path(
-                bucket,
-                names,
-                destination_directory=str(staging),
-                blob_name_prefix=prefix,
-                download_kwargs={"checksum": "crc32c", "retry": _retry()},
-                worker_type=transfer_manager.THREAD,
-                max_workers=_TRANSFER_WORKERS,
-                raise_exception=True,
-            )
-        for name in names:
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / name, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with tempdirs.staged_into(dest, names) as staging, _errors(uri, "read"):
+        transfer_manager.download_many_to_path(
+            bucket,
+            names,
+            destination_directory=str(staging),
+            blob_name_prefix=prefix,
+            download_kwargs={"checksum": "crc32c", "retry": _retry()},
+            worker_type=transfer_manager.THREAD,
+            max_workers=_TRANSFER_WORKERS,
+            raise_exception=True,
+        )

@@ -31,14 +31,12 @@ import concurrent.futures
 import contextlib
 import functools
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from catsdogs.components.common import s3_client
+from catsdogs.components.common import s3_client, tempdirs
 from catsdogs.components.common.errors import (
     AlreadyExistsError,
     PreconditionFailedError,
@@ -333,10 +331,7 @@ def upload_dir(root: Path, names: list[str], uri: str, *, if_absent: bool) -> No
         if result is not None and not isinstance(result, AlreadyExistsError):
             raise result
     if clashes:
-        raise AlreadyExistsError(
-            f"Refusing to overwrite objects under {uri}: {', '.join(clashes[:3])} already "
-            "exist. Choose another output location or delete the existing objects first."
-        )
+        raise AlreadyExistsError.for_objects(uri, clashes)
 
 
 def download_dir(uri: str, names: list[str], dest: Path) -> None:
@@ -346,19 +341,13 @@ def download_dir(uri: str, names: list[str], dest: Path) -> None:
     or interrupted download never leaves a partial file where a downloaded one belongs.
     """
     bucket, prefix = s3_client.folder(uri)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
 
-    def fetch(name: str) -> None:
-        (staging / name).parent.mkdir(parents=True, exist_ok=True)
-        download_file(f"s3://{bucket}/{prefix}{name}", staging / name)
+    with tempdirs.staged_into(dest, names) as staging:
 
-    try:
+        def fetch(name: str) -> None:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            download_file(f"s3://{bucket}/{prefix}{name}", staging / name)
+
         for result in _parallel([functools.partial(fetch, name) for name in names]):
             if result is not None:
                 raise result
-        for name in names:
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / name, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

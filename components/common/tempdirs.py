@@ -111,3 +111,21 @@ def remove_abandoned(root: str | os.PathLike[str] | None = None) -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+@contextlib.contextmanager
+def staged_into(dest: Path, names: list[str]) -> Iterator[Path]:
+    """A staging folder inside ``dest``; on success its files ``names`` are renamed into ``dest``.
+
+    A failed or interrupted download never leaves a partial file where a downloaded one belongs;
+    the staging folder is removed either way.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest))
+    try:
+        yield staging
+        for name in names:
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
